@@ -1,0 +1,121 @@
+# mod_websocket: top-level build.
+
+SHELL := /bin/bash
+#
+#   make          build the protocol core (and, later, the module via apxs)
+#   make check    unit tests, then the same tests under ASan + UBSan
+#   make fuzz     every libFuzzer target for FUZZ_SECONDS each (clang)
+#   make bench    the hot-loop microbenchmarks
+#
+# Our own code builds with -Wall -Wextra -Werror.
+
+CC      ?= cc
+CLANG   ?= clang
+BUILD   ?= build
+FUZZ_SECONDS ?= 10
+
+APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes) \
+              $(shell apu-1-config --includes)
+APR_LIBS   := $(shell apu-1-config --link-ld --libs) \
+              $(shell apr-1-config --link-ld --libs)
+CHECK_LIBS := $(shell pkg-config --libs check)
+
+WARN    := -Wall -Wextra -Werror
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(APR_CFLAGS) -Imod_websocket \
+             -fvisibility=hidden
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
+             -fno-omit-frame-pointer
+
+CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension \
+        ws_handshake
+CORE_HDRS := $(wildcard mod_websocket/*.h)
+
+# Each unit test links only the core files it tests, so one unfinished file
+# does not stop the others' tests from building.
+ws_mask_test_OBJS      := ws_mask
+ws_utf8_test_OBJS      := ws_utf8
+ws_frame_test_OBJS     := ws_frame ws_mask
+ws_close_test_OBJS     := ws_close ws_utf8
+ws_msg_test_OBJS       := ws_msg
+ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
+ws_extension_test_OBJS := ws_extension
+ws_handshake_test_OBJS := ws_handshake
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
+UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
+fuzz_handshake_OBJS := ws_handshake ws_extension
+fuzz_extension_OBJS := ws_extension
+
+.PHONY: all core check unit unit-san fuzz fuzz-build bench clean
+
+all: core
+
+core: $(CORE:%=$(BUILD)/core/%.o)
+
+$(BUILD)/core/%.o: mod_websocket/%.c $(CORE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# A test binary: tests/unit/<stem>_test.c plus the objects it names.
+.SECONDEXPANSION:
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h \
+                  $$(patsubst %,$(BUILD)/core/%.o,$$($$*_OBJS))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit $< \
+	    $(patsubst %,$(BUILD)/core/%.o,$($*_OBJS)) \
+	    $(CHECK_LIBS) $(APR_LIBS) -o $@
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do \
+	    echo "== $$t"; $$t; \
+	done
+
+# The same tests with AddressSanitizer and UndefinedBehaviorSanitizer. Check
+# runs without fork so LeakSanitizer sees the whole process; any report
+# aborts the run.
+unit-san:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/san CC=$(CLANG) \
+	    CFLAGS="-O1 -g $(SAN_FLAGS)" unit \
+	    CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+check: unit unit-san
+	@echo "make check: unit tests passed plain and under ASan+UBSan"
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
+                 $$(patsubst %,mod_websocket/%.c,$$($$*_OBJS))
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=gnu11 $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all $(APR_CFLAGS) -Imod_websocket $< \
+	    $(patsubst %,mod_websocket/%.c,$($*_OBJS)) $(APR_LIBS) -o $@
+
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+
+# New inputs go to a scratch corpus under $(BUILD); the seeds in the repo
+# are only read. A crash or sanitizer report exits non-zero.
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	    echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	    $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(BUILD)/fuzz/$$t- \
+	        $(BUILD)/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>&1 \
+	        | grep -E '^(stat::number_of_executed_units|stat::peak_rss|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|.*ERROR)' ; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	done
+
+bench: $(BUILD)/bench/ws_hotloops
+	$(BUILD)/bench/ws_hotloops
+
+$(BUILD)/bench/ws_hotloops: bench/ws_hotloops.c $(BUILD)/core/ws_mask.o \
+                            $(BUILD)/core/ws_utf8.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $^ -o $@
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,65 @@
+/* test_util.h: what every unit test shares: a seeded PRNG for random
+ * splits (seed printed, fixed unless WS_TEST_SEED is set) and the Check
+ * runner's main(). */
+#ifndef WS_TEST_UTIL_H
+#define WS_TEST_UTIL_H
+
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define WS_TEST_DEFAULT_SEED 20261123u
+
+static uint64_t test_rng_state;
+
+/* The seed for this run: WS_TEST_SEED from the environment, or the fixed
+ * default. Printed once so a failure can be replayed. */
+static inline uint64_t test_seed(void)
+{
+    static int printed;
+    const char *env = getenv("WS_TEST_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 0) : WS_TEST_DEFAULT_SEED;
+    if (!printed) {
+        printf("random splits: seed %llu (set WS_TEST_SEED to change)\n",
+               (unsigned long long)seed);
+        printed = 1;
+    }
+    return seed;
+}
+
+static inline void test_rng_init(void)
+{
+    test_rng_state = test_seed() * 2654435761u + 1;
+}
+
+/* xorshift64*: enough for choosing split points. */
+static inline uint64_t test_rng(void)
+{
+    uint64_t x = test_rng_state ? test_rng_state : 88172645463325252ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    test_rng_state = x;
+    return x * 2685821657736338717ull;
+}
+
+/* A chunk length in [1, max]. */
+static inline size_t test_rng_len(size_t max)
+{
+    return max ? 1 + (size_t)(test_rng() % max) : 0;
+}
+
+/* main() for a test file that defines suite(). */
+#define TEST_MAIN(suite_fn)                                       \
+    int main(void)                                                \
+    {                                                             \
+        SRunner *sr = srunner_create(suite_fn());                 \
+        int failed;                                               \
+        srunner_run_all(sr, CK_NORMAL);                           \
+        failed = srunner_ntests_failed(sr);                       \
+        srunner_free(sr);                                         \
+        return failed ? EXIT_FAILURE : EXIT_SUCCESS;              \
+    }
+
+#endif /* WS_TEST_UTIL_H */
