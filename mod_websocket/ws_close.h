@@ -12,7 +12,7 @@
 int ws_close_code_valid(uint16_t code);
 
 /* Parse a Close frame payload. On success returns 0 and sets *code
- * (WS_CLOSE_NO_STATUS for an empty payload) and *reason/*reason_len (inside
+ * (WS_CLOSE_NO_STATUS for an empty payload) and *reason and *reason_len (inside
  * payload). On failure returns the close code to fail with: 1002 for a
  * 1-byte payload or an invalid code, 1007 for a reason that is not UTF-8;
  * *why then names the rule. */

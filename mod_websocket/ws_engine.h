@@ -53,8 +53,8 @@ void ws_engine_config_default(ws_engine_config_t *cfg);
 typedef enum {
     WS_STATE_OPEN = 0,      /* messages flow both ways */
     WS_STATE_CLOSE_SENT,    /* our close is queued; waiting for the peer's */
-    WS_STATE_CLOSE_RECEIVED,/* the peer's close arrived; our reply is queued */
-    WS_STATE_CLOSED         /* nothing more to read; close TCP once the
+    WS_STATE_CLOSED         /* nothing more to read (the close handshake is
+                               done, or was cut short); close TCP once the
                                output is written */
 } ws_engine_state_e;
 
@@ -81,9 +81,10 @@ typedef struct ws_event {
 
 /* How the connection ended, for the close callback and the log. */
 typedef struct ws_close_info {
-    uint16_t code;       /* the code of the close frame received, 1005 when
-                            it had none, 1006 when none arrived */
-    int      clean;      /* 1 if both close frames were exchanged */
+    uint16_t code;       /* the code of the first close frame, ours or the
+                            peer's (1005 if it carried none); 1006 when the
+                            connection ended without one */
+    int      clean;      /* 1 if the peer's close frame arrived */
     int      by_server;  /* 1 if the server sent the first close */
 } ws_close_info_t;
 
@@ -113,9 +114,10 @@ void ws_engine_destroy(ws_engine_t *e);
 
 /* Consume input until an event is complete or the input is used up. Sets
  * *used to the bytes consumed and returns the event (also in *ev); call
- * again with the rest. WS_EVENT_NONE means all len bytes were used. Once the
- * engine has received a close or failed, further input is consumed without
- * events (only a close frame is still looked for after we sent ours). */
+ * again with the rest until it returns WS_EVENT_NONE, which means all len
+ * bytes were used (that last call also frees a large message buffer). Once
+ * the engine is closed, further input is consumed without events; after we
+ * sent our close, data is dropped and only the peer's close is looked for. */
 ws_event_type_e ws_engine_feed(ws_engine_t *e, const uint8_t *buf,
                                size_t len, size_t *used, int64_t now,
                                ws_event_t *ev);

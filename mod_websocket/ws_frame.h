@@ -96,7 +96,7 @@ void ws_frame_parser_init(ws_frame_parser_t *p, int expect_masked,
 /* Parse from *pos up to end. Advances *pos past what it used and returns
  * what it found:
  * - WS_FRAME_HEADER once per frame, when p->hdr is complete and valid;
- * - WS_FRAME_PAYLOAD with *data/*len naming payload bytes inside the caller's
+ * - WS_FRAME_PAYLOAD with *data and *len naming payload bytes inside the caller's
  *   buffer, still masked; p->payload_off minus *len is their offset in the
  *   payload, for ws_mask_apply();
  * - WS_FRAME_END after the last payload byte (right after the header for an
