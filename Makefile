@@ -61,10 +61,11 @@ $(BUILD)/core/%.o: mod_websocket/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-# A test binary: tests/unit/<stem>_test.c plus the objects it names.
+# A test binary: tests/unit/<stem>_test.c plus the objects it names. (In a
+# second expansion '%' would stand for the stem, hence addprefix.)
 .SECONDEXPANSION:
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h \
-                  $$(patsubst %,$(BUILD)/core/%.o,$$($$*_OBJS))
+                  $$(addprefix $(BUILD)/core/,$$(addsuffix .o,$$($$*_OBJS)))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $< \
 	    $(patsubst %,$(BUILD)/core/%.o,$($*_OBJS)) \
@@ -88,7 +89,7 @@ check: unit unit-san
 	@echo "make check: unit tests passed plain and under ASan+UBSan"
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
-                 $$(patsubst %,mod_websocket/%.c,$$($$*_OBJS))
+                 $$(addprefix mod_websocket/,$$(addsuffix .c,$$($$*_OBJS)))
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all $(APR_CFLAGS) -Imod_websocket $< \

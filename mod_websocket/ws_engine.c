@@ -427,7 +427,8 @@ ws_event_type_e ws_engine_feed(ws_engine_t *e, const uint8_t *buf,
                                size_t len, size_t *used, int64_t now,
                                ws_event_t *ev)
 {
-    const uint8_t *pos = buf, *end = buf + len, *data = NULL;
+    /* buf may be NULL when len is 0, and NULL + 0 is undefined in C. */
+    const uint8_t *pos = buf, *end = len ? buf + len : buf, *data = NULL;
     ws_event_type_e t = WS_EVENT_NONE;
     size_t n = 0;
 
@@ -689,6 +690,19 @@ int ws_engine_want_close(const ws_engine_t *e)
 {
     return e->expired
         || (e->state == WS_STATE_CLOSED && !ws_engine_has_output(e));
+}
+
+size_t ws_engine_memory(const ws_engine_t *e)
+{
+    const ctrl_frame_t *c;
+    const data_out_t *d;
+    size_t n = sizeof(*e) + e->rcap;
+
+    for (c = e->ctrl_head; c; c = c->next)
+        n += sizeof(*c);
+    for (d = e->data_head; d; d = d->next)
+        n += sizeof(*d) + sizeof(*d->msg) + d->msg->len;
+    return n;
 }
 
 void ws_engine_close_info(const ws_engine_t *e, ws_close_info_t *info)

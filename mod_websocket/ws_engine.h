@@ -174,6 +174,10 @@ int ws_engine_want_close(const ws_engine_t *e);
 /* The close as seen so far; final once ws_engine_want_close() is 1. */
 void ws_engine_close_info(const ws_engine_t *e, ws_close_info_t *info);
 
+/* Bytes of memory the connection holds now: the engine, its buffers and
+ * its share of queued frames (shared messages count in full). */
+size_t ws_engine_memory(const ws_engine_t *e);
+
 /* The state's name, for logs. */
 const char *ws_engine_state_name(ws_engine_state_e state);
 

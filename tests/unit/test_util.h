@@ -56,6 +56,7 @@ static inline size_t test_rng_len(size_t max)
     {                                                             \
         SRunner *sr = srunner_create(suite_fn());                 \
         int failed;                                               \
+        (void)test_seed(); /* print it once, before the forks */  \
         srunner_run_all(sr, CK_NORMAL);                           \
         failed = srunner_ntests_failed(sr);                       \
         srunner_free(sr);                                         \
