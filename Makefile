@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 #
 #   make          build the protocol core (and, later, the module via apxs)
-#   make check    unit tests, then the same tests under ASan + UBSan
+#   make check    unit tests, the same tests under ASan + UBSan, then every
+#                 fuzz target for FUZZ_SECONDS (default 10) each
 #   make fuzz     every libFuzzer target for FUZZ_SECONDS each (clang)
 #   make bench    the hot-loop microbenchmarks
 #
@@ -80,13 +81,14 @@ unit: $(UNIT_BINS)
 # runs without fork so LeakSanitizer sees the whole process; any report
 # aborts the run.
 unit-san:
+	CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/san CC=$(CLANG) \
-	    CFLAGS="-O1 -g $(SAN_FLAGS)" unit \
-	    CK_FORK=no ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+	    CFLAGS="-O1 -g $(SAN_FLAGS)" unit
 
-check: unit unit-san
-	@echo "make check: unit tests passed plain and under ASan+UBSan"
+check: unit unit-san fuzz
+	@echo "make check: unit tests passed plain and under ASan+UBSan;" \
+	      "fuzz targets ran $(FUZZ_SECONDS)s each without a report"
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
                  $$(addprefix mod_websocket/,$$(addsuffix .c,$$($$*_OBJS)))
@@ -98,16 +100,21 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 
 # New inputs go to a scratch corpus under $(BUILD); the seeds in the repo
-# are only read. A crash or sanitizer report exits non-zero.
+# are only read. A crash, leak or sanitizer report exits non-zero and the
+# log's tail is shown.
 fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$t; \
 	    echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
-	    $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        -artifact_prefix=$(BUILD)/fuzz/$$t- \
-	        $(BUILD)/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>&1 \
-	        | grep -E '^(stat::number_of_executed_units|stat::peak_rss|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|.*ERROR)' ; \
-	    test $${PIPESTATUS[0]} -eq 0; \
+	    if ! $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) \
+	            -print_final_stats=1 -artifact_prefix=$(BUILD)/fuzz/$$t- \
+	            $(BUILD)/fuzz/corpus-$$t tests/fuzz/corpus/$$t \
+	            > $(BUILD)/fuzz/$$t.log 2>&1; then \
+	        tail -n 60 $(BUILD)/fuzz/$$t.log; \
+	        echo "fuzz $$t: FAILED (log: $(BUILD)/fuzz/$$t.log)"; exit 1; \
+	    fi; \
+	    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
+	        $(BUILD)/fuzz/$$t.log; \
 	done
 
 bench: $(BUILD)/bench/ws_hotloops
