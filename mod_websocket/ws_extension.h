@@ -26,8 +26,10 @@ typedef struct ws_extension_offer {
  * with ", ") into *offers, an array of ws_extension_offer_t in the client's
  * order. Returns 1 on success, 0 if the value breaks the grammar: then
  * *offers is NULL and *error_at, if not NULL, is the offset of the first
- * byte that does not fit. A quoted value must unquote to a token (§9.1). An
- * empty or NULL header yields an empty array. */
+ * byte that does not fit (strlen(header) when the value stops short, as
+ * after a trailing ';'). A quoted value must unquote to a token (§9.1). An
+ * empty or NULL header, or one of empty list elements only, yields an empty
+ * array. */
 int ws_extension_parse(apr_pool_t *pool, const char *header,
                        apr_array_header_t **offers, size_t *error_at);
 

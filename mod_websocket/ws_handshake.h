@@ -36,7 +36,8 @@ typedef enum {
 typedef struct ws_handshake_result {
     ws_handshake_error_e error;
     int         status;      /* HTTP status to answer with; 0 when OK */
-    const char *reason;      /* static one-line reason for the error log */
+    const char *reason;      /* static one-line reason for the error log,
+                              * naming the header; NULL when OK */
 } ws_handshake_result_t;
 
 /* The only version this server speaks; sent back with a 426 (§4.4). */
@@ -63,14 +64,16 @@ int ws_handshake_key_valid(const char *key);
 
 /* Write the Sec-WebSocket-Accept value for key (§4.2.2: base64 of the SHA-1
  * of the key and the GUID) into out, NUL-terminated. key is used as given,
- * without its surrounding whitespace. */
+ * without its surrounding whitespace; it must not be NULL and should be one
+ * that ws_handshake_key_valid accepted. */
 void ws_handshake_accept_key(const char *key,
                              char out[WS_HANDSHAKE_ACCEPT_LEN + 1]);
 
 /* Choose the subprotocol: the first entry of allowed (the server's order of
  * preference, n entries) that the client offered in its comma-separated
  * Sec-WebSocket-Protocol value, compared exactly. Returns the entry of
- * allowed, or NULL for none. */
+ * allowed itself (not a copy), or NULL for none, for a NULL offered or
+ * allowed, and for n <= 0. */
 const char *ws_handshake_select_protocol(const char *offered,
                                          const char *const *allowed, int n);
 
