@@ -2,7 +2,9 @@
 
 SHELL := /bin/bash
 #
-#   make          build the protocol core (and, later, the module via apxs)
+#   make          build the module (build/mod_websocket.so, with apxs's
+#                 flags) and the example handlers (build/handlers/*.so)
+#   make install  install them and the plugin header where apxs says
 #   make check    unit tests, the same tests under ASan + UBSan, then every
 #                 fuzz target for FUZZ_SECONDS (default 10) each
 #   make fuzz     every libFuzzer target for FUZZ_SECONDS each (clang)
@@ -20,6 +22,11 @@ APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes) \
 APR_LIBS   := $(shell apu-1-config --link-ld --libs) \
               $(shell apr-1-config --link-ld --libs)
 CHECK_LIBS := $(shell pkg-config --libs check)
+
+APXS       ?= apxs
+AP_INCLUDE := $(shell $(APXS) -q INCLUDEDIR)
+AP_LIBEXEC := $(shell $(APXS) -q LIBEXECDIR)
+AP_CFLAGS  := $(shell $(APXS) -q CFLAGS) $(shell $(APXS) -q NOTEST_CPPFLAGS)
 
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
@@ -52,9 +59,13 @@ fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
 fuzz_handshake_OBJS := ws_handshake ws_extension
 fuzz_extension_OBJS := ws_extension
 
-.PHONY: all core check unit unit-san fuzz fuzz-build bench clean
+# Prerequisites below use $$(...) to compute per-target file lists.
+.SECONDEXPANSION:
 
-all: core
+.PHONY: all core module handlers install check unit unit-san fuzz \
+        fuzz-build bench clean
+
+all: module handlers
 
 core: $(CORE:%=$(BUILD)/core/%.o)
 
@@ -62,9 +73,43 @@ $(BUILD)/core/%.o: mod_websocket/%.c $(CORE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The module: the core and the Apache glue, position-independent, with the
+# flags apxs reports, hidden symbols but for the module record.
+MODULE_SRCS := $(wildcard mod_websocket/*.c)
+MODULE_OBJS := $(MODULE_SRCS:mod_websocket/%.c=$(BUILD)/module/%.o)
+
+module: $(BUILD)/mod_websocket.so
+
+$(BUILD)/module/%.o: mod_websocket/%.c $(CORE_HDRS) \
+                     include/mod_websocket_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(AP_CFLAGS) $(APR_CFLAGS) -I$(AP_INCLUDE) \
+	    -Iinclude -Imod_websocket -fPIC -fvisibility=hidden -c $< -o $@
+
+$(BUILD)/mod_websocket.so: $(MODULE_OBJS)
+	$(CC) -shared -o $@ $^ $(APR_LIBS) -lpthread
+
+# Each handlers/<name>/ builds into build/handlers/<name>.so from its .c
+# files and the public header alone, as a plugin author's would.
+HANDLERS := $(notdir $(wildcard handlers/*))
+
+handlers: $(HANDLERS:%=$(BUILD)/handlers/%.so)
+
+$(BUILD)/handlers/%.so: $$(wildcard handlers/%/*.c) \
+                        include/mod_websocket_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -Iinclude \
+	    $(wildcard handlers/$*/*.c) -o $@ -lpthread
+
+install: all
+	$(APXS) -i -n websocket $(BUILD)/mod_websocket.so
+	install -d $(DESTDIR)$(AP_LIBEXEC)/mod_websocket
+	install -m 644 $(HANDLERS:%=$(BUILD)/handlers/%.so) \
+	    $(DESTDIR)$(AP_LIBEXEC)/mod_websocket/
+	install -m 644 include/mod_websocket_plugin.h $(DESTDIR)$(AP_INCLUDE)/
+
 # A test binary: tests/unit/<stem>_test.c plus the objects it names. (In a
 # second expansion '%' would stand for the stem, hence addprefix.)
-.SECONDEXPANSION:
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h \
                   $$(addprefix $(BUILD)/core/,$$(addsuffix .o,$$($$*_OBJS)))
 	@mkdir -p $(dir $@)

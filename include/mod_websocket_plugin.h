@@ -1,0 +1,275 @@
+/**
+ * @file  mod_websocket_plugin.h
+ * @brief The handler plugin API of mod_websocket.
+ *
+ * @defgroup MOD_WEBSOCKET_PLUGIN mod_websocket plugin API
+ * @{
+ *
+ * A plugin is a shared object that exports one function returning a
+ * mws_plugin_t: a table of callbacks that mod_websocket calls for each
+ * WebSocket connection of the <Location> whose WebSocketHandler names it.
+ * The plugin talks back through the connection handle (mws_conn_t) with the
+ * mws_*() functions below. This header needs no httpd or APR headers.
+ *
+ * Threads: every callback of one connection runs on the thread that owns
+ * that connection, one at a time. mws_send(), mws_send_text(),
+ * mws_send_binary(), mws_close(), mws_buffered(), mws_hold() and
+ * mws_release() may be called from any thread and never block on the
+ * network. The request accessors (mws_header() and friends), mws_setting(),
+ * mws_set_subprotocol() and the user pointer are for the owning thread,
+ * inside callbacks.
+ *
+ * Lifetime: a handle is valid from on_open until on_close returns. To use
+ * it after that (to push from a thread of the plugin's own), take a
+ * reference with mws_hold() while it is valid and drop it with
+ * mws_release(); a held handle whose connection has ended answers
+ * MWS_SEND_GONE and touches no freed memory.
+ *
+ * Versions: a plugin records the API version and structure size it was
+ * built against (MWS_PLUGIN_HEADER). A plugin built against an older header
+ * keeps loading; one built against a newer header than the running module
+ * is refused at start-up. The API grows only by appending.
+ *
+ * Version log:
+ *  - 1: the first API.
+ */
+#ifndef MOD_WEBSOCKET_PLUGIN_H
+#define MOD_WEBSOCKET_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The API version this header describes. */
+#define MWS_PLUGIN_API_VERSION 1
+
+/** Message types, as the WebSocket opcodes. */
+typedef enum {
+    MWS_TEXT = 1,     /**< UTF-8 text (checked before it reaches a plugin) */
+    MWS_BINARY = 2    /**< bytes */
+} mws_type_e;
+
+/** What became of a message handed to mws_send(). */
+typedef enum {
+    MWS_SEND_QUEUED = 0,  /**< queued; it leaves in order, without blocking */
+    MWS_SEND_REFUSED,     /**< the connection's queue is full (the
+                               <Location>'s WebSocketQueuePolicy says what
+                               happens to the connection) */
+    MWS_SEND_GONE         /**< the connection is closing or has closed */
+} mws_send_result_e;
+
+/** A connection, as a plugin sees it. Only the first member is public. */
+typedef struct mws_conn mws_conn_t;
+
+/** The server functions, reached through every handle. */
+typedef struct mws_server_api {
+    uint32_t api_version;   /**< MWS_PLUGIN_API_VERSION of the module */
+    uint32_t struct_size;   /**< sizeof(mws_server_api_t) of the module */
+    mws_send_result_e (*send)(mws_conn_t *conn, mws_type_e type,
+                              const void *data, size_t len);
+    uint64_t (*buffered)(mws_conn_t *conn);
+    int (*close)(mws_conn_t *conn, uint16_t code, const char *reason);
+    mws_conn_t *(*hold)(mws_conn_t *conn);
+    void (*release)(mws_conn_t *conn);
+    const char *(*header)(mws_conn_t *conn, const char *name);
+    const char *(*uri)(mws_conn_t *conn);
+    const char *(*query)(mws_conn_t *conn);
+    const char *(*remote_ip)(mws_conn_t *conn);
+    const char *(*user)(mws_conn_t *conn);
+    const char *(*subprotocol)(mws_conn_t *conn);
+    int (*set_subprotocol)(mws_conn_t *conn, const char *name);
+    const char *(*setting)(mws_conn_t *conn, const char *key);
+    const char *(*location)(mws_conn_t *conn);
+    void *(*get_data)(mws_conn_t *conn);
+    void (*set_data)(mws_conn_t *conn, void *data);
+} mws_server_api_t;
+
+struct mws_conn {
+    const mws_server_api_t *api;  /**< the module's functions */
+};
+
+/** The callbacks of a plugin. Any may be NULL. */
+typedef struct mws_plugin {
+    uint32_t api_version;   /**< set with MWS_PLUGIN_HEADER */
+    uint32_t struct_size;   /**< set with MWS_PLUGIN_HEADER */
+    const char *name;       /**< for the log */
+
+    /**
+     * Once per httpd child process, before any connection, with the
+     * process's copy of the plugin. Start shared threads here.
+     * @return 0, or non-zero to fail the child's start-up
+     */
+    int (*process_init)(void);
+
+    /**
+     * Once per child process as it exits (after every connection of that
+     * process has closed). Stop and join the plugin's threads here.
+     */
+    void (*process_exit)(void);
+
+    /**
+     * A client asks to open a WebSocket. The handshake has been checked
+     * and nothing has been sent yet.
+     * @return 0 to accept, or an HTTP status (such as 403) to refuse
+     */
+    int (*on_open)(mws_conn_t *conn);
+
+    /** A whole message arrived. data is valid until the callback returns. */
+    void (*on_message)(mws_conn_t *conn, mws_type_e type, const void *data,
+                       size_t len);
+
+    /**
+     * The connection has ended. code is the close code (1005 when the close
+     * carried none, 1006 when there was no close frame); clean is 1 if the
+     * close handshake completed. The handle is valid until this returns.
+     */
+    void (*on_close)(mws_conn_t *conn, uint16_t code, const char *reason,
+                     int clean);
+
+    /** Everything queued has been written. */
+    void (*on_drain)(mws_conn_t *conn);
+} mws_plugin_t;
+
+/** Fills a plugin's api_version and struct_size. */
+#define MWS_PLUGIN_HEADER \
+    .api_version = MWS_PLUGIN_API_VERSION, .struct_size = sizeof(mws_plugin_t)
+
+/** Marks the plugin's entry point as exported. */
+#if defined(__GNUC__)
+#define MWS_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define MWS_PLUGIN_EXPORT
+#endif
+
+/** The signature of the function a plugin exports. */
+typedef const mws_plugin_t *(*mws_plugin_entry_fn)(void);
+
+/** Queue a message. Any thread; never blocks. */
+static inline mws_send_result_e mws_send(mws_conn_t *conn, mws_type_e type,
+                                         const void *data, size_t len)
+{
+    return conn->api->send(conn, type, data, len);
+}
+
+/** Queue a text message of len bytes (UTF-8). Any thread. */
+static inline mws_send_result_e mws_send_text(mws_conn_t *conn,
+                                              const char *text, size_t len)
+{
+    return conn->api->send(conn, MWS_TEXT, text, len);
+}
+
+/** Queue a binary message. Any thread. */
+static inline mws_send_result_e mws_send_binary(mws_conn_t *conn,
+                                                const void *data, size_t len)
+{
+    return conn->api->send(conn, MWS_BINARY, data, len);
+}
+
+/** Payload bytes queued and not yet written. Any thread. */
+static inline uint64_t mws_buffered(mws_conn_t *conn)
+{
+    return conn->api->buffered(conn);
+}
+
+/**
+ * Start the close handshake with code (1000, 1001, 1008, 1011 or
+ * 3000-4999) and an optional UTF-8 reason of at most 123 bytes. Any thread.
+ * @return 0, or -1 if the code is not allowed or the connection is closing
+ */
+static inline int mws_close(mws_conn_t *conn, uint16_t code,
+                            const char *reason)
+{
+    return conn->api->close(conn, code, reason);
+}
+
+/** Keep the handle past on_close; returns conn. Any thread. */
+static inline mws_conn_t *mws_hold(mws_conn_t *conn)
+{
+    return conn->api->hold(conn);
+}
+
+/** Drop a reference taken with mws_hold(). Any thread. */
+static inline void mws_release(mws_conn_t *conn)
+{
+    conn->api->release(conn);
+}
+
+/** A request header of the handshake, or NULL. */
+static inline const char *mws_header(mws_conn_t *conn, const char *name)
+{
+    return conn->api->header(conn, name);
+}
+
+/** The request's path, without the query. */
+static inline const char *mws_uri(mws_conn_t *conn)
+{
+    return conn->api->uri(conn);
+}
+
+/** The query string (without '?'), or NULL. */
+static inline const char *mws_query(mws_conn_t *conn)
+{
+    return conn->api->query(conn);
+}
+
+/** The client's IP address. */
+static inline const char *mws_remote_ip(mws_conn_t *conn)
+{
+    return conn->api->remote_ip(conn);
+}
+
+/** The authenticated user, or NULL. */
+static inline const char *mws_user(mws_conn_t *conn)
+{
+    return conn->api->user(conn);
+}
+
+/** The chosen subprotocol, or NULL. */
+static inline const char *mws_subprotocol(mws_conn_t *conn)
+{
+    return conn->api->subprotocol(conn);
+}
+
+/**
+ * In on_open only: choose a subprotocol the client offered, overriding the
+ * <Location>'s choice (NULL chooses none).
+ * @return 0, or -1 if the client did not offer it
+ */
+static inline int mws_set_subprotocol(mws_conn_t *conn, const char *name)
+{
+    return conn->api->set_subprotocol(conn, name);
+}
+
+/** A WebSocketSetting of the <Location>, or NULL. */
+static inline const char *mws_setting(mws_conn_t *conn, const char *key)
+{
+    return conn->api->setting(conn, key);
+}
+
+/** The <Location> path that configured this connection. */
+static inline const char *mws_location(mws_conn_t *conn)
+{
+    return conn->api->location(conn);
+}
+
+/** The plugin's pointer for this connection (NULL at first). */
+static inline void *mws_get_data(mws_conn_t *conn)
+{
+    return conn->api->get_data(conn);
+}
+
+/** Set the plugin's pointer for this connection. */
+static inline void mws_set_data(mws_conn_t *conn, void *data)
+{
+    conn->api->set_data(conn, data);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+/** @} */
+#endif /* MOD_WEBSOCKET_PLUGIN_H */

@@ -1,0 +1,47 @@
+/* mod_websocket.c: the module record and the wiring of hooks; the work is
+ * in ws_upgrade.c (the handshake), ws_driver_blocking.c (running a
+ * connection), ws_config.c (directives) and ws_plugin_host.c (plugins). */
+#include "httpd.h"
+#include "http_config.h"
+#include "mpm_common.h"
+
+#include "ws_config.h"
+#include "ws_conn.h"
+#include "ws_plugin_host.h"
+#include "ws_upgrade.h"
+
+static void ws_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    ws_plugin_host_child_init(pchild, s);
+}
+
+/* Threaded MPMs call this while workers still run their connections, so
+ * every WebSocket hears 1001 at once; prefork only signals, and its driver
+ * notices on its own (ws_driver_child_stopping()). */
+static void ws_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    (void)pchild;
+    (void)graceful;
+    ws_conn_close_all(WS_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static void ws_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    /* First, so that a WebSocket location's upgrade is not served as a
+     * file or a directory listing by the handlers that take anything. */
+    ap_hook_handler(ws_upgrade_handler, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(websocket) = {
+    STANDARD20_MODULE_STUFF,
+    ws_config_create_dir,
+    ws_config_merge_dir,
+    NULL,
+    NULL,
+    ws_config_cmds,
+    ws_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,367 @@
+/* ws_conn.c: the connection handle plugins hold, and the server functions
+ * of the plugin API behind it.
+ *
+ * Senders on any thread take the connection's lock, queue into the engine
+ * and wake the driver; they never write to the network themselves, so only
+ * the driver's thread touches the connection's filters (mod_ssl is not
+ * thread-safe). Request accessors read the request_rec and are for the
+ * owner thread only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "apr_strings.h"
+#include "httpd.h"
+#include "http_log.h"
+#include "http_protocol.h"
+
+#include "ws_close.h"
+#include "ws_conn.h"
+#include "ws_handshake.h"
+#include "ws_log.h"
+#include "ws_utf8.h"
+
+APLOG_USE_MODULE(websocket);
+
+/* Every live connection of this process, for a graceful restart or stop. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ws_conn_t *registry;
+
+#define CONN(h) ((ws_conn_t *)(h))
+
+static void registry_add(ws_conn_t *wc)
+{
+    pthread_mutex_lock(&registry_lock);
+    wc->prev = NULL;
+    wc->next = registry;
+    if (registry)
+        registry->prev = wc;
+    registry = wc;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(ws_conn_t *wc)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (wc->prev)
+        wc->prev->next = wc->next;
+    else
+        registry = wc->next;
+    if (wc->next)
+        wc->next->prev = wc->prev;
+    wc->prev = wc->next = NULL;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* ---- the server functions of the plugin API ---- */
+
+static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
+                                  const void *data, size_t len)
+{
+    ws_conn_t *wc = CONN(h);
+    ws_send_result_e r = WS_SEND_CLOSED;
+
+    if (type != MWS_TEXT && type != MWS_BINARY)
+        return MWS_SEND_REFUSED;
+    pthread_mutex_lock(&wc->lock);
+    if (wc->engine) {
+        r = ws_engine_send(wc->engine, (uint8_t)type, data, len,
+                           apr_time_now());
+        if (r == WS_SEND_QUEUED) {
+            wc->msgs_out++;
+            wc->bytes_out += len;
+        }
+        if ((r == WS_SEND_QUEUED || r == WS_SEND_FAILED) && wc->wake)
+            wc->wake(wc->wake_ctx);
+    }
+    pthread_mutex_unlock(&wc->lock);
+    switch (r) {
+    case WS_SEND_QUEUED:
+        return MWS_SEND_QUEUED;
+    case WS_SEND_REFUSED:
+    case WS_SEND_FAILED:
+    case WS_SEND_NOMEM:
+        return MWS_SEND_REFUSED;
+    default:
+        return MWS_SEND_GONE;
+    }
+}
+
+static uint64_t api_buffered(mws_conn_t *h)
+{
+    ws_conn_t *wc = CONN(h);
+    uint64_t n = 0;
+
+    pthread_mutex_lock(&wc->lock);
+    if (wc->engine)
+        n = ws_engine_buffered(wc->engine);
+    pthread_mutex_unlock(&wc->lock);
+    return n;
+}
+
+static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
+{
+    ws_conn_t *wc = CONN(h);
+    size_t len = reason ? strlen(reason) : 0;
+    int rc = -1;
+
+    /* §7.4: a plugin may send a registered code or 3000-4999, but not
+     * claim the protocol or data errors the engine itself detects. */
+    if (!ws_close_code_valid(code) || code == WS_CLOSE_PROTOCOL_ERROR
+        || code == WS_CLOSE_INVALID_DATA || len > WS_CONTROL_MAX - 2
+        || !ws_utf8_valid((const uint8_t *)reason, len))
+        return -1;
+    pthread_mutex_lock(&wc->lock);
+    if (wc->engine) {
+        rc = ws_engine_close(wc->engine, code, reason, len, apr_time_now());
+        if (rc == 0 && wc->wake)
+            wc->wake(wc->wake_ctx);
+    }
+    pthread_mutex_unlock(&wc->lock);
+    return rc;
+}
+
+static mws_conn_t *api_hold(mws_conn_t *h)
+{
+    __atomic_add_fetch(&CONN(h)->refs, 1, __ATOMIC_RELAXED);
+    return h;
+}
+
+static void api_release(mws_conn_t *h)
+{
+    ws_conn_release(CONN(h));
+}
+
+static const char *api_header(mws_conn_t *h, const char *name)
+{
+    return apr_table_get(CONN(h)->r->headers_in, name);
+}
+
+static const char *api_uri(mws_conn_t *h)
+{
+    return CONN(h)->r->uri;
+}
+
+static const char *api_query(mws_conn_t *h)
+{
+    return CONN(h)->r->args;
+}
+
+static const char *api_remote_ip(mws_conn_t *h)
+{
+    return CONN(h)->r->useragent_ip;
+}
+
+static const char *api_user(mws_conn_t *h)
+{
+    return CONN(h)->r->user;
+}
+
+static const char *api_subprotocol(mws_conn_t *h)
+{
+    return CONN(h)->subprotocol;
+}
+
+static int api_set_subprotocol(mws_conn_t *h, const char *name)
+{
+    ws_conn_t *wc = CONN(h);
+    const char *const one[1] = { name };
+
+    if (!wc->in_open)
+        return -1;
+    if (!name) {
+        wc->subprotocol = NULL;
+        return 0;
+    }
+    if (!ws_handshake_select_protocol(wc->offered_protocols, one, 1))
+        return -1;
+    wc->subprotocol = apr_pstrdup(wc->r->pool, name);
+    return 0;
+}
+
+static const char *api_setting(mws_conn_t *h, const char *key)
+{
+    const apr_table_t *settings = CONN(h)->conf->settings;
+
+    return settings ? apr_table_get(settings, key) : NULL;
+}
+
+static const char *api_location(mws_conn_t *h)
+{
+    return CONN(h)->conf->location;
+}
+
+static void *api_get_data(mws_conn_t *h)
+{
+    return CONN(h)->user_data;
+}
+
+static void api_set_data(mws_conn_t *h, void *data)
+{
+    CONN(h)->user_data = data;
+}
+
+static const mws_server_api_t server_api = {
+    MWS_PLUGIN_API_VERSION,
+    sizeof(mws_server_api_t),
+    api_send,
+    api_buffered,
+    api_close,
+    api_hold,
+    api_release,
+    api_header,
+    api_uri,
+    api_query,
+    api_remote_ip,
+    api_user,
+    api_subprotocol,
+    api_set_subprotocol,
+    api_setting,
+    api_location,
+    api_get_data,
+    api_set_data,
+};
+
+/* ---- life cycle ---- */
+
+ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
+                          const char *subprotocol)
+{
+    ws_engine_config_t ecfg;
+    ws_conn_t *wc = calloc(1, sizeof(*wc));
+
+    if (!wc)
+        return NULL;
+    ws_config_engine(conf, &ecfg);
+    wc->started = apr_time_now();
+    if (!(wc->engine = ws_engine_create(&ecfg, wc->started))) {
+        free(wc);
+        return NULL;
+    }
+    wc->pub.api = &server_api;
+    wc->refs = 1;
+    pthread_mutex_init(&wc->lock, NULL);
+    wc->r = r;
+    wc->conf = conf;
+    wc->plugin = conf->plugin;
+    wc->subprotocol = subprotocol;
+    wc->offered_protocols = apr_table_get(r->headers_in,
+                                          "Sec-WebSocket-Protocol");
+    registry_add(wc);
+    return wc;
+}
+
+void ws_conn_set_wake(ws_conn_t *wc, ws_conn_wake_fn *wake, void *ctx)
+{
+    pthread_mutex_lock(&wc->lock);
+    wc->wake = wake;
+    wc->wake_ctx = ctx;
+    pthread_mutex_unlock(&wc->lock);
+}
+
+void ws_conn_release(ws_conn_t *wc)
+{
+    if (__atomic_sub_fetch(&wc->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_destroy(&wc->lock);
+        free(wc);
+    }
+}
+
+static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci)
+{
+    request_rec *r = wc->r;
+    int level = wc->conf->log_level;
+
+    if (level < 0)
+        return;
+    ap_log_rerror(APLOG_MARK, level, 0, r, WSLOGNO(00001)
+                  "websocket closed: client %s, location %s, protocol %s, "
+                  "%.3f s, in %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
+                  " bytes, out %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
+                  " bytes, close %u by %s%s%s%s",
+                  r->useragent_ip, wc->conf->location,
+                  wc->subprotocol ? wc->subprotocol : "-",
+                  (double)(apr_time_now() - wc->started) / APR_USEC_PER_SEC,
+                  wc->msgs_in, wc->bytes_in, wc->msgs_out, wc->bytes_out,
+                  ci->code, ci->code == WS_CLOSE_ABNORMAL ? "nobody"
+                  : ci->by_server ? "server" : "client",
+                  ci->clean ? "" : ", unclean",
+                  wc->close_reason[0] ? ", reason: " : "", wc->close_reason);
+}
+
+void ws_conn_finish(ws_conn_t *wc)
+{
+    ws_close_info_t ci;
+
+    pthread_mutex_lock(&wc->lock);
+    ws_engine_close_info(wc->engine, &ci);
+    pthread_mutex_unlock(&wc->lock);
+    if (wc->plugin->cb.on_close)
+        wc->plugin->cb.on_close(&wc->pub, ci.code, wc->close_reason,
+                                ci.clean);
+    log_connection(wc, &ci);
+    registry_remove(wc);
+    pthread_mutex_lock(&wc->lock);
+    ws_engine_destroy(wc->engine);
+    wc->engine = NULL;
+    wc->wake = NULL;
+    pthread_mutex_unlock(&wc->lock);
+}
+
+void ws_conn_discard(ws_conn_t *wc)
+{
+    registry_remove(wc);
+    pthread_mutex_lock(&wc->lock);
+    ws_engine_destroy(wc->engine);
+    wc->engine = NULL;
+    pthread_mutex_unlock(&wc->lock);
+    ws_conn_release(wc);
+}
+
+void ws_conn_close_all(uint16_t code, const char *reason)
+{
+    ws_conn_t *wc;
+
+    pthread_mutex_lock(&registry_lock);
+    for (wc = registry; wc; wc = wc->next)
+        api_close(&wc->pub, code, reason);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/* Keep the first close reason, for on_close and the log. */
+static void note_reason(ws_conn_t *wc, const void *reason, size_t len)
+{
+    if (wc->close_reason[0] || !len)
+        return;
+    if (len > WS_CONTROL_MAX)
+        len = WS_CONTROL_MAX;
+    memcpy(wc->close_reason, reason, len);
+    wc->close_reason[len] = '\0';
+}
+
+void ws_conn_dispatch(ws_conn_t *wc, const ws_event_t *ev)
+{
+    const mws_plugin_t *cb = &wc->plugin->cb;
+
+    switch (ev->type) {
+    case WS_EVENT_MESSAGE:
+        wc->msgs_in++;
+        wc->bytes_in += ev->len;
+        if (cb->on_message)
+            cb->on_message(&wc->pub, (mws_type_e)ev->opcode, ev->data,
+                           ev->len);
+        break;
+    case WS_EVENT_CLOSE:
+        note_reason(wc, ev->data, ev->len);
+        break;
+    case WS_EVENT_ERROR:
+        note_reason(wc, ev->reason, strlen(ev->reason));
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, wc->r, WSLOGNO(00002)
+                      "websocket protocol error at byte %" APR_UINT64_T_FMT
+                      ": %s; closing with %u", ev->offset, ev->reason,
+                      ev->code);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,81 @@
+/* ws_conn.h: one WebSocket connection as the glue sees it: the engine
+ * behind a lock, the handle a plugin holds, the request it came from and
+ * the figures for the log line.
+ *
+ * The struct is malloc'd and reference-counted, never in a pool: a plugin
+ * thread may hold the handle after httpd has freed the connection's pools,
+ * and then finds it "gone" instead of freed memory.
+ */
+#ifndef WS_CONN_H
+#define WS_CONN_H
+
+#include <pthread.h>
+
+#include "httpd.h"
+
+#include "mod_websocket_plugin.h"
+#include "ws_config.h"
+#include "ws_engine.h"
+
+typedef struct ws_conn ws_conn_t;
+
+/* How a driver is woken when another thread queued output or a close. */
+typedef void ws_conn_wake_fn(void *ctx);
+
+struct ws_conn {
+    mws_conn_t pub;              /* first: the plugin's handle */
+    uint32_t refs;               /* atomic: the driver's, and mws_hold()s */
+
+    pthread_mutex_t lock;        /* guards the fields down to 'wake_ctx' */
+    ws_engine_t *engine;         /* NULL once the connection is gone */
+    ws_conn_wake_fn *wake;
+    void *wake_ctx;
+
+    /* Owner thread only. */
+    request_rec *r;
+    const ws_dir_conf_t *conf;
+    const ws_plugin_t *plugin;
+    const char *subprotocol;
+    const char *offered_protocols;
+    void *user_data;
+    int in_open;                 /* inside on_open: the subprotocol may change */
+    apr_time_t started;
+    uint64_t msgs_in, bytes_in;
+    uint64_t msgs_out, bytes_out;/* updated under lock by senders */
+    char close_reason[WS_CONTROL_MAX + 1]; /* the first close's reason */
+    int close_logged;            /* the per-connection line was written */
+
+    /* Process registry, under the registry's own lock. */
+    ws_conn_t *prev, *next;
+};
+
+/* A new connection for r with the engine configured from conf, holding one
+ * reference for the caller (the driver). NULL when out of memory. */
+ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
+                          const char *subprotocol);
+
+/* Hook the driver's wake-up in (NULL to unhook), under the lock. */
+void ws_conn_set_wake(ws_conn_t *wc, ws_conn_wake_fn *wake, void *ctx);
+
+/* The connection has ended: call the plugin's on_close, write the log
+ * line, free the engine and leave the registry. Owner thread; once only.
+ * Held handles answer MWS_SEND_GONE from then on. */
+void ws_conn_finish(ws_conn_t *wc);
+
+/* Undo ws_conn_create() for a connection that never opened (refused or
+ * failed before the 101): no callbacks, no log line; drops the caller's
+ * reference. */
+void ws_conn_discard(ws_conn_t *wc);
+
+/* Drop a reference; the last frees the struct. Any thread. */
+void ws_conn_release(ws_conn_t *wc);
+
+/* Start a close with code on every connection of this process (graceful
+ * restart or stop). Any thread. */
+void ws_conn_close_all(uint16_t code, const char *reason);
+
+/* Call the plugin's callbacks for an engine event. Owner thread, without
+ * the lock. */
+void ws_conn_dispatch(ws_conn_t *wc, const ws_event_t *ev);
+
+#endif /* WS_CONN_H */

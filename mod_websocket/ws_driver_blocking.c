@@ -1,0 +1,248 @@
+/* ws_driver_blocking.c: the driver that keeps the request's thread for the
+ * life of the WebSocket.
+ *
+ * The thread polls the connection together with a wake-up that other
+ * threads' sends trigger, reads whatever is ready into the engine, writes
+ * what the engine has queued, and sleeps until the engine's next deadline
+ * (at most a second, to notice a stopping child on MPMs that signal rather
+ * than call hooks). It is the only thread that touches the connection's
+ * filters, and it never holds the connection's lock while it reads, writes
+ * or calls the plugin.
+ */
+#include "apr_poll.h"
+#include "ap_mpm.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "scoreboard.h"
+#include "util_filter.h"
+
+#include "ws_driver.h"
+#include "ws_log.h"
+
+APLOG_USE_MODULE(websocket);
+
+/* One read's size; a burst reads at most READS_PER_ROUND of them before
+ * the output gets a turn, so a fast sender cannot starve its own echoes. */
+#define READ_SIZE       (64 * 1024)
+#define READS_PER_ROUND 16
+#define IOV_MAX_OUT     16
+#define MAX_SLEEP       apr_time_from_sec(1)
+
+struct ws_driver_blocking {
+    ws_conn_t *wc;
+    conn_rec *c;
+    apr_pollset_t *pollset;
+    apr_bucket_brigade *bb;
+    int input_pending;    /* stopped reading with input still buffered */
+    int input_done;       /* EOF or a read error */
+};
+
+static void wake(void *ctx)
+{
+    apr_pollset_wakeup(ctx);
+}
+
+int ws_driver_child_stopping(void)
+{
+    int state, generation;
+
+    if (ap_mpm_query(AP_MPMQ_MPM_STATE, &state) == APR_SUCCESS
+        && state == AP_MPMQ_STOPPING)
+        return 1;
+    /* A graceful restart bumps the running generation before it signals
+     * the old children; a child's own generation is the one it was born
+     * in. */
+    return ap_scoreboard_image
+        && ap_mpm_query(AP_MPMQ_GENERATION, &generation) == APR_SUCCESS
+        && ap_scoreboard_image->global->running_generation != generation;
+}
+
+ws_driver_blocking_t *ws_driver_blocking_create(ws_conn_t *wc,
+                                                apr_status_t *rv)
+{
+    request_rec *r = wc->r;
+    ws_driver_blocking_t *d = apr_pcalloc(r->pool, sizeof(*d));
+    apr_pollfd_t pfd = { 0 };
+
+    d->wc = wc;
+    d->c = r->connection;
+    *rv = apr_pollset_create(&d->pollset, 1, r->pool, APR_POLLSET_WAKEABLE);
+    if (*rv != APR_SUCCESS)
+        return NULL;
+    /* Never the raw socket: over HTTP/2 it is not the stream's. */
+    pfd.p = r->pool;
+    *rv = ap_get_pollfd_from_conn(d->c, &pfd, NULL);
+    if (*rv != APR_SUCCESS)
+        return NULL;
+    pfd.reqevents = APR_POLLIN;
+    *rv = apr_pollset_add(d->pollset, &pfd);
+    if (*rv != APR_SUCCESS)
+        return NULL;
+    d->bb = apr_brigade_create(r->pool, d->c->bucket_alloc);
+    return d;
+}
+
+/* Feed one chunk of input to the engine, handing each event to the plugin
+ * with the lock released. */
+static void feed(ws_driver_blocking_t *d, const char *data, apr_size_t len)
+{
+    ws_conn_t *wc = d->wc;
+    ws_event_type_e t;
+    ws_event_t ev;
+    size_t used;
+
+    do {
+        pthread_mutex_lock(&wc->lock);
+        t = ws_engine_feed(wc->engine, (const uint8_t *)data, len, &used,
+                           apr_time_now(), &ev);
+        pthread_mutex_unlock(&wc->lock);
+        data += used;
+        len -= used;
+        if (t != WS_EVENT_NONE)
+            ws_conn_dispatch(wc, &ev);
+    } while (t != WS_EVENT_NONE);
+}
+
+/* Read what is ready, without blocking. Reading to EAGAIN matters: mod_ssl
+ * may hold decrypted bytes that no poll of the socket would report. */
+static void read_input(ws_driver_blocking_t *d)
+{
+    apr_status_t rv;
+    apr_bucket *b;
+    const char *data;
+    apr_size_t len;
+    int rounds;
+
+    d->input_pending = 0;
+    for (rounds = 0; rounds < READS_PER_ROUND && !d->input_done; rounds++) {
+        rv = ap_get_brigade(d->c->input_filters, d->bb, AP_MODE_READBYTES,
+                            APR_NONBLOCK_READ, READ_SIZE);
+        if (APR_STATUS_IS_EAGAIN(rv)
+            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(d->bb)))
+            return;
+        if (rv != APR_SUCCESS) {
+            if (!APR_STATUS_IS_EOF(rv))
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, d->c,
+                              WSLOGNO(00010) "websocket read failed");
+            d->input_done = 1;
+            break;
+        }
+        for (b = APR_BRIGADE_FIRST(d->bb); b != APR_BRIGADE_SENTINEL(d->bb);
+             b = APR_BUCKET_NEXT(b)) {
+            if (APR_BUCKET_IS_EOS(b)) {
+                d->input_done = 1;
+                break;
+            }
+            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
+                == APR_SUCCESS && len)
+                feed(d, data, len);
+        }
+        apr_brigade_cleanup(d->bb);
+    }
+    if (d->input_done) {
+        pthread_mutex_lock(&d->wc->lock);
+        ws_engine_eof(d->wc->engine, apr_time_now());
+        pthread_mutex_unlock(&d->wc->lock);
+    }
+    else {
+        d->input_pending = 1;
+    }
+}
+
+/* Write everything queued, blocking (within the vhost's Timeout). The
+ * buckets point into the engine's frames, which stay put until written.
+ * Returns 1 if anything was written. */
+static int write_output(ws_driver_blocking_t *d)
+{
+    ws_conn_t *wc = d->wc;
+    ws_iovec_t iov[IOV_MAX_OUT];
+    apr_size_t total;
+    apr_status_t rv;
+    int n, i, wrote = 0;
+
+    for (;;) {
+        pthread_mutex_lock(&wc->lock);
+        n = ws_engine_output(wc->engine, iov, IOV_MAX_OUT);
+        pthread_mutex_unlock(&wc->lock);
+        if (n == 0)
+            return wrote;
+        for (i = 0, total = 0; i < n; i++) {
+            APR_BRIGADE_INSERT_TAIL(d->bb, apr_bucket_transient_create(
+                iov[i].base, iov[i].len, d->c->bucket_alloc));
+            total += iov[i].len;
+        }
+        APR_BRIGADE_INSERT_TAIL(d->bb,
+                                apr_bucket_flush_create(d->c->bucket_alloc));
+        rv = ap_pass_brigade(d->c->output_filters, d->bb);
+        apr_brigade_cleanup(d->bb);
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, d->c,
+                          WSLOGNO(00011) "websocket write failed");
+            d->input_done = 1;
+            pthread_mutex_lock(&wc->lock);
+            ws_engine_eof(wc->engine, apr_time_now());
+            pthread_mutex_unlock(&wc->lock);
+            return wrote;
+        }
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_written(wc->engine, total);
+        pthread_mutex_unlock(&wc->lock);
+        wrote = 1;
+    }
+}
+
+void ws_driver_blocking_run(ws_driver_blocking_t *d)
+{
+    ws_conn_t *wc = d->wc;
+    const mws_plugin_t *cb = &wc->plugin->cb;
+    const apr_pollfd_t *fired;
+    apr_interval_time_t sleep;
+    apr_int32_t nfired;
+    apr_time_t now;
+    int64_t next;
+    int stopping = 0, done, drained;
+
+    ws_conn_set_wake(wc, wake, d->pollset);
+    for (;;) {
+        if (!d->input_done)
+            read_input(d);
+        if (!stopping && ws_driver_child_stopping()) {
+            stopping = 1;
+            pthread_mutex_lock(&wc->lock);
+            ws_engine_close(wc->engine, WS_CLOSE_GOING_AWAY,
+                            "server shutting down", 20, apr_time_now());
+            pthread_mutex_unlock(&wc->lock);
+        }
+        now = apr_time_now();
+        pthread_mutex_lock(&wc->lock);
+        next = ws_engine_tick(wc->engine, now);
+        pthread_mutex_unlock(&wc->lock);
+        if (write_output(d) && cb->on_drain) {
+            pthread_mutex_lock(&wc->lock);
+            drained = !ws_engine_has_output(wc->engine)
+                      && ws_engine_state(wc->engine) == WS_STATE_OPEN;
+            pthread_mutex_unlock(&wc->lock);
+            if (drained)
+                cb->on_drain(&wc->pub);
+        }
+        pthread_mutex_lock(&wc->lock);
+        done = ws_engine_want_close(wc->engine)
+               || (d->input_done && !ws_engine_has_output(wc->engine));
+        pthread_mutex_unlock(&wc->lock);
+        if (done)
+            break;
+        if (d->input_pending) {
+            sleep = 0;
+        }
+        else {
+            now = apr_time_now();
+            sleep = next == WS_NO_DEADLINE || next - now > MAX_SLEEP
+                    ? MAX_SLEEP : next > now ? next - now : 0;
+        }
+        /* EINTR (a signal to a stopping child), a wake-up and a timeout
+         * all lead to the same place: the top of the loop. */
+        apr_pollset_poll(d->pollset, sleep, &nfired, &fired);
+    }
+    ws_conn_set_wake(wc, NULL, NULL);
+}

@@ -1,0 +1,175 @@
+/* ws_upgrade.c: the request handler of a WebSocket location. It decides
+ * whether the request may become a WebSocket (RFC 6455 §4.2), answers a
+ * refusal with its HTTP status, lets the plugin accept or refuse, sends the
+ * 101 and hands the connection to the driver.
+ *
+ * It runs as a handler, after httpd's access, authentication and
+ * authorization hooks, so Require, auth modules and mod_ssl apply to the
+ * handshake as to any request.
+ */
+#include "apr_strings.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+
+#include "ws_conn.h"
+#include "ws_driver.h"
+#include "ws_handshake.h"
+#include "ws_log.h"
+#include "ws_origin.h"
+#include "ws_upgrade.h"
+
+APLOG_USE_MODULE(websocket);
+
+static int refuse(request_rec *r, int status, const char *why)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, WSLOGNO(00020)
+                  "websocket handshake refused with %d: %s", status, why);
+    return status;
+}
+
+static int check_origin(request_rec *r, const ws_dir_conf_t *conf)
+{
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+
+    switch (conf->origin_mode) {
+    case WS_ORIGIN_ANY:
+        return 1;
+    case WS_ORIGIN_LIST:
+        return origin && ws_origin_listed(r->pool, origin, conf->origins);
+    default:
+        /* Only browsers send Origin, and they cannot forge it (§10.2);
+         * a client without one is not a browser and gains nothing from
+         * the check. */
+        return !origin
+            || ws_origin_same(r->pool, origin, ap_http_scheme(r),
+                              apr_table_get(r->headers_in, "Host"));
+    }
+}
+
+static const char *choose_protocol(request_rec *r, const ws_dir_conf_t *conf)
+{
+    const apr_array_header_t *allowed = conf->protocols;
+
+    if (!allowed || !allowed->nelts)
+        return NULL;
+    return ws_handshake_select_protocol(
+        apr_table_get(r->headers_in, "Sec-WebSocket-Protocol"),
+        (const char *const *)allowed->elts, allowed->nelts);
+}
+
+/* The 101 (§4.2.2), as an interim response so that httpd sends no second
+ * header block when the handler returns. Extensions are all declined for
+ * now, which §9.1 allows by leaving the header out. */
+static void send_101(request_rec *r, const char *key, const char *protocol)
+{
+    char accept[WS_HANDSHAKE_ACCEPT_LEN + 1];
+
+    ws_handshake_accept_key(key, accept);
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    apr_table_clear(r->headers_out);
+    apr_table_setn(r->headers_out, "Upgrade", "websocket");
+    apr_table_setn(r->headers_out, "Connection", "Upgrade");
+    apr_table_setn(r->headers_out, "Sec-WebSocket-Accept",
+                   apr_pstrdup(r->pool, accept));
+    if (protocol)
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Protocol", protocol);
+    ap_send_interim_response(r, 1);
+}
+
+/* After the 101 the connection speaks WebSocket: no request timeouts (they
+ * killed idle WebSockets in older modules), no second header block, no
+ * keep-alive, and no request-body discard reading frames as a body. */
+static void take_over(request_rec *r)
+{
+    conn_rec *c = r->connection;
+
+    ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
+    r->assbackwards = 1;
+    c->keepalive = AP_CONN_CLOSE;
+}
+
+static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
+{
+    const mws_plugin_t *cb = &conf->plugin->cb;
+    ws_driver_blocking_t *driver;
+    apr_status_t rv;
+    ws_conn_t *wc;
+    int status = 0;
+
+    if (!(wc = ws_conn_create(r, conf, choose_protocol(r, conf))))
+        return HTTP_INTERNAL_SERVER_ERROR;
+    if (!(driver = ws_driver_blocking_create(wc, &rv))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, WSLOGNO(00021)
+                      "websocket: cannot poll the connection");
+        ws_conn_discard(wc);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (cb->on_open) {
+        wc->in_open = 1;
+        status = cb->on_open(&wc->pub);
+        wc->in_open = 0;
+    }
+    if (status) {
+        ws_conn_discard(wc);
+        if (status < 400 || status > 599)
+            status = HTTP_INTERNAL_SERVER_ERROR;
+        return refuse(r, status, "refused by the plugin");
+    }
+    send_101(r, key, wc->subprotocol);
+    take_over(r);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00022)
+                  "websocket open at %s, protocol %s, blocking driver",
+                  conf->location, wc->subprotocol ? wc->subprotocol : "-");
+    ws_driver_blocking_run(driver);
+    ws_conn_finish(wc);
+    ws_conn_release(wc);
+    return OK;
+}
+
+int ws_upgrade_handler(request_rec *r)
+{
+    const ws_dir_conf_t *conf = ws_config_get(r);
+    ws_handshake_request_t req;
+    ws_handshake_result_t res;
+
+    if (!conf->plugin || r->main)
+        return DECLINED;
+    req.method = r->method;
+    req.proto_num = r->proto_num;
+    req.host = apr_table_get(r->headers_in, "Host");
+    req.upgrade = apr_table_get(r->headers_in, "Upgrade");
+    req.connection = apr_table_get(r->headers_in, "Connection");
+    req.key = apr_table_get(r->headers_in, "Sec-WebSocket-Key");
+    req.version = apr_table_get(r->headers_in, "Sec-WebSocket-Version");
+
+    if (!ws_handshake_has_token(req.upgrade, "websocket")
+        && conf->nonupgrade == WS_NONUPGRADE_DECLINE)
+        return DECLINED;
+    if (ws_handshake_check(&req, &res)) {
+        switch (res.error) {
+        case WS_HS_NOT_UPGRADE:
+            apr_table_setn(r->err_headers_out, "Upgrade", "websocket");
+            apr_table_setn(r->err_headers_out, "Connection", "Upgrade");
+            break;
+        case WS_HS_BAD_VERSION:
+            /* §4.4: tell the client which version we speak. */
+            apr_table_setn(r->err_headers_out, "Sec-WebSocket-Version",
+                           WS_HANDSHAKE_VERSION);
+            break;
+        case WS_HS_BAD_METHOD:
+            r->allowed = AP_METHOD_BIT << M_GET;
+            break;
+        default:
+            break;
+        }
+        return refuse(r, res.status, res.reason);
+    }
+    if (!check_origin(r, conf))
+        return refuse(r, HTTP_FORBIDDEN, apr_psprintf(r->pool,
+                      "origin %s not allowed",
+                      apr_table_get(r->headers_in, "Origin")));
+    return run(r, conf, req.key);
+}
