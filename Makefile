@@ -36,7 +36,7 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(APR_CFLAGS) -Imod_websocket \
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer
 
-CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension \
+CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension ws_origin \
         ws_handshake
 CORE_HDRS := $(wildcard mod_websocket/*.h)
 
@@ -50,6 +50,7 @@ ws_msg_test_OBJS       := ws_msg
 ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
 ws_extension_test_OBJS := ws_extension
 ws_handshake_test_OBJS := ws_handshake
+ws_origin_test_OBJS    := ws_origin
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
@@ -58,6 +59,8 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
 fuzz_handshake_OBJS := ws_handshake ws_extension
 fuzz_extension_OBJS := ws_extension
+fuzz_utf8_OBJS      := ws_utf8
+fuzz_frame_OBJS     := ws_frame
 
 # Prerequisites below use $$(...) to compute per-target file lists.
 .SECONDEXPANSION:
