@@ -16,8 +16,7 @@
 /* Whose pages may open a WebSocket here (the Origin header, RFC 6455
  * §10.2). */
 typedef enum {
-    WS_ORIGIN_UNSET = 0,
-    WS_ORIGIN_SAME,      /* Origin must name this server's scheme, host, port */
+    WS_ORIGIN_SAME = 0,  /* Origin must name this server's scheme, host, port */
     WS_ORIGIN_LIST,      /* Origin must be one of origins */
     WS_ORIGIN_ANY        /* no check */
 } ws_origin_mode_e;
@@ -25,32 +24,55 @@ typedef enum {
 /* What a request that is not a WebSocket upgrade gets at a WebSocket
  * location. */
 typedef enum {
-    WS_NONUPGRADE_UNSET = 0,
-    WS_NONUPGRADE_REFUSE,   /* 426 Upgrade Required */
+    WS_NONUPGRADE_REFUSE = 0, /* 426 Upgrade Required */
     WS_NONUPGRADE_DECLINE   /* the next handler serves it */
 } ws_nonupgrade_e;
 
-typedef struct ws_dir_conf {
-    const char *location;         /* the <Location> path, for logs and plugins */
-    ws_plugin_t *plugin;          /* NULL: not a WebSocket location */
-    apr_array_header_t *protocols;/* const char *, server's preference order */
-    ws_origin_mode_e origin_mode;
-    apr_array_header_t *origins;  /* const char *, for WS_ORIGIN_LIST */
-    ws_nonupgrade_e nonupgrade;
-    apr_table_t *settings;        /* WebSocketSetting key/value pairs */
-    int log_level;                /* APLOG_* for the per-connection line;
-                                     -1 unset, -2 off */
+/* log_level's value for "WebSocketLogLevel off" (any negative is off). */
+#define WS_LOG_OFF (-2)
 
-    /* Engine settings; each unset field holds its own *_UNSET value. */
-    uint64_t max_frame_size;
-    uint64_t max_message_size;
-    int64_t  max_fragments;       /* 0 unlimited */
-    uint64_t queue_cap;
-    int      queue_policy;        /* ws_queue_policy_e, or -1 unset */
+/* A section's configuration, and the merged one a request sees. Every field
+ * always holds a usable value: create_dir fills in the defaults and 'set'
+ * records which fields the section's own directives gave, so a merge takes
+ * exactly those from the inner section. (Sentinel values would not do: a
+ * merge result is itself merged again, as the "add" side, when httpd
+ * combines several matching <Location>s before laying them over the
+ * server's defaults, and it must not then override those with defaults.)
+ *
+ * Lifetime: the pointers (plugin, arrays, strings) live in the config pool;
+ * a merged struct, and a settings table merged from two levels, live in the
+ * pool the merge ran in, which for a request is r->pool. Anything that must
+ * outlive the request copies the struct and the settings table. */
+typedef struct ws_dir_conf {
+    unsigned int set;             /* WS_SET_* bits (ws_config.c); read only
+                                     by the merge */
+    const char *location;         /* path of the innermost section with a
+                                     WebSocket directive (<If> sections
+                                     excepted); "/" for the server and
+                                     virtual host level. Never NULL in a
+                                     config from ws_config_get(). */
+    ws_plugin_t *plugin;          /* NULL: not a WebSocket location */
+    apr_array_header_t *protocols;/* const char *, server's preference order;
+                                     never NULL, empty for none */
+    ws_origin_mode_e origin_mode;
+    apr_array_header_t *origins;  /* const char *, for WS_ORIGIN_LIST, in
+                                     ws_origin_normalize() form; never NULL */
+    ws_nonupgrade_e nonupgrade;
+    apr_table_t *settings;        /* WebSocketSetting key/value pairs (keys
+                                     case-insensitive); never NULL */
+    int log_level;                /* APLOG_* for the per-connection line, or
+                                     WS_LOG_OFF */
+
+    /* Engine settings, in ws_engine_config_t's units. */
+    uint64_t max_frame_size;      /* WS_UNLIMITED for unlimited */
+    uint64_t max_message_size;    /* WS_UNLIMITED for unlimited */
+    int64_t  max_fragments;       /* 0 unlimited; at most UINT32_MAX */
+    uint64_t queue_cap;           /* WS_UNLIMITED for unlimited */
+    int      queue_policy;        /* ws_queue_policy_e */
     int64_t  fragment_size;       /* 0 never */
     apr_interval_time_t ping_interval;  /* 0 off */
     apr_interval_time_t idle_timeout;   /* 0 off */
-    apr_interval_time_t close_timeout;
+    apr_interval_time_t close_timeout;  /* > 0 */
 } ws_dir_conf_t;
 
 /* Exported despite -fvisibility=hidden: httpd finds the module by name. */
@@ -60,13 +82,18 @@ extern module AP_MODULE_DECLARE_DATA websocket_module
 /* The directive table, for the module record. */
 extern const command_rec ws_config_cmds[];
 
+/* The module record's per-directory create and merge functions. Config
+ * reading only, except that httpd also merges per request, in r->pool. */
 void *ws_config_create_dir(apr_pool_t *p, char *dir);
 void *ws_config_merge_dir(apr_pool_t *p, void *base, void *add);
 
-/* The effective configuration of r (defaults filled in). */
+/* The effective configuration of r (defaults filled in; never NULL). A
+ * pointer read, cheap enough for every request. The result lives as long as
+ * r->pool (see ws_dir_conf_t's lifetime note). */
 const ws_dir_conf_t *ws_config_get(const request_rec *r);
 
-/* Fill an engine configuration from a merged dir config. */
+/* Fill an engine configuration from a merged dir config; engine fields the
+ * directives do not cover keep ws_engine_config_default()'s values. */
 void ws_config_engine(const ws_dir_conf_t *conf, ws_engine_config_t *cfg);
 
 #endif /* WS_CONFIG_H */

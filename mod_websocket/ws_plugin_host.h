@@ -1,5 +1,5 @@
-/* ws_plugin_host.h: loading handler plugins, once per process, and calling
- * their process hooks.
+/* ws_plugin_host.h: loading handler plugins, one copy per process shared
+ * by every <Location> that names it, and calling their process hooks.
  *
  * A plugin is loaded when the directive that names it is read, so a missing
  * file or symbol or a too-new API stops httpd at start-up with the
@@ -22,14 +22,18 @@ typedef struct ws_plugin {
                                   it was built against an older header */
 } ws_plugin_t;
 
-/* Load (or find already loaded) the plugin at path exporting symbol, for
- * the directive being read. Returns NULL and sets *out, or an error message
- * naming the file and the symbol (httpd adds the directive, file and line). */
+/* Load (or find already loaded) the plugin at path (absolute) exporting
+ * symbol, for the directive being read; the plugin lives in cmd->pool.
+ * Returns NULL and sets *out, or an error message that starts with the
+ * directive's name and names the file and the symbol (httpd adds the config
+ * file and line). Config reading only. */
 const char *ws_plugin_host_load(cmd_parms *cmd, const char *path,
                                 const char *symbol, ws_plugin_t **out);
 
-/* In a new child: call every loaded plugin's process_init, and arrange for
- * process_exit when pchild goes. Returns non-zero if a plugin failed. */
+/* In a new child: call every loaded plugin's process_init, in load order,
+ * and arrange for process_exit when pchild goes (for those whose init ran).
+ * Stops at the first plugin that fails, logs its name and returns that
+ * plugin's non-zero result; 0 when all started. */
 int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s);
 
 #endif /* WS_PLUGIN_HOST_H */
