@@ -1,6 +1,8 @@
 /* mod_websocket.c: the module record and the wiring of hooks; the work is
  * in ws_upgrade.c (the handshake), ws_driver_blocking.c (running a
  * connection), ws_config.c (directives) and ws_plugin_host.c (plugins). */
+#include <stdlib.h>
+
 #include "httpd.h"
 #include "http_config.h"
 #include "mpm_common.h"
@@ -10,9 +12,13 @@
 #include "ws_plugin_host.h"
 #include "ws_upgrade.h"
 
+/* A plugin whose process_init fails cannot serve its locations, and a
+ * child without it would answer them wrongly: stop the server as a
+ * missing plugin would have at start-up (the plugin host logged why). */
 static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    ws_plugin_host_child_init(pchild, s);
+    if (ws_plugin_host_child_init(pchild, s) != 0)
+        exit(APEXIT_CHILDFATAL);
 }
 
 /* Threaded MPMs call this while workers still run their connections, so

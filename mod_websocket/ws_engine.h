@@ -45,9 +45,9 @@ typedef struct ws_engine_config {
                                    for our last bytes to leave; 0 is 5 s */
 } ws_engine_config_t;
 
-/* Fill cfg with the defaults: 16 MiB frames and messages, 1024 fragments,
- * 16 MiB queue refused when full, no fragmentation, ping after 30 s
- * without input, idle close after 60 s, 5 s close handshake. */
+/* Fill cfg with the defaults: 1 MiB frames and messages, 1024 fragments,
+ * a 4 MiB queue that refuses when full, no fragmentation, a ping after 30 s
+ * without input, an idle close after 60 s, a 5 s close handshake. */
 void ws_engine_config_default(ws_engine_config_t *cfg);
 
 typedef enum {
