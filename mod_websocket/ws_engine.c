@@ -526,6 +526,7 @@ int ws_engine_close(ws_engine_t *e, uint16_t code, const char *reason,
     e->close.code = code;
     e->close.by_server = 1;
     set_state(e, WS_STATE_CLOSE_SENT, now);
+    e->discard = 1;     /* a data frame already under way is dropped too */
     return 0;
 }
 

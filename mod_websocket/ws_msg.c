@@ -8,9 +8,11 @@
 
 ws_msg_t *ws_msg_create(uint8_t opcode, const void *data, size_t len)
 {
-    ws_msg_t *msg = malloc(sizeof(*msg) + len);
+    ws_msg_t *msg;
 
-    if (!msg)
+    if (len > SIZE_MAX - sizeof(*msg))
+        return NULL;
+    if (!(msg = malloc(sizeof(*msg) + len)))
         return NULL;
     msg->refs = 1;
     msg->opcode = opcode;

@@ -641,6 +641,23 @@ START_TEST(rfc6455_7_1_2_server_close_waits_for_peer)
 }
 END_TEST
 
+/* A message whose frame was under way when we sent our close is dropped
+ * with the rest (§5.5.1: after a close, no more data). */
+START_TEST(rfc6455_5_5_1_frame_under_way_at_close)
+{
+    ws_engine_t *e = ws_engine_create(&cfg, 0);
+    log_t log = { .n = 0 };
+
+    put_frame(&in, 1, 0, WS_OP_BINARY, "ab", 2);
+    feed(e, in.buf, in.len - 1, SPLIT_WHOLE, 0, &log);
+    ck_assert_int_eq(ws_engine_close(e, 1000, NULL, 0, 0), 0);
+    feed(e, in.buf + in.len - 1, 1, SPLIT_WHOLE, 0, &log);
+    ck_assert_int_eq(log.n, 0);
+    ck_assert_int_eq(ws_engine_state(e), WS_STATE_CLOSE_SENT);
+    ws_engine_destroy(e);
+}
+END_TEST
+
 START_TEST(rfc6455_7_1_1_close_deadline)
 {
     ws_engine_t *e;
@@ -996,6 +1013,7 @@ static Suite *engine_suite(void)
     tcase_add_test(tc, rfc6455_5_5_1_empty_close_gets_empty_close);
     tcase_add_test(tc, rfc6455_5_5_1_close_overtakes_queue);
     tcase_add_test(tc, rfc6455_7_1_2_server_close_waits_for_peer);
+    tcase_add_test(tc, rfc6455_5_5_1_frame_under_way_at_close);
     tcase_add_test(tc, rfc6455_7_1_1_close_deadline);
     tcase_add_test(tc, rfc6455_7_1_5_eof_is_abnormal);
     suite_add_tcase(s, tc);
