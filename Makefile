@@ -9,6 +9,8 @@ SHELL := /bin/bash
 #                 fuzz target for FUZZ_SECONDS (default 10) each
 #   make fuzz     every libFuzzer target for FUZZ_SECONDS each (clang)
 #   make bench    the hot-loop microbenchmarks
+#   make demo     build, then serve the demo pages with a private httpd on
+#                 127.0.0.1, port $PORT or 8080, until Ctrl-C
 #
 # Our own code builds with -Wall -Wextra -Werror.
 
@@ -66,7 +68,7 @@ fuzz_frame_OBJS     := ws_frame
 .SECONDEXPANSION:
 
 .PHONY: all core module handlers install check unit unit-san fuzz \
-        fuzz-build bench clean
+        fuzz-build bench clean demo
 
 all: module handlers
 
@@ -110,6 +112,11 @@ install: all
 	install -m 644 $(HANDLERS:%=$(BUILD)/handlers/%.so) \
 	    $(DESTDIR)$(AP_LIBEXEC)/mod_websocket/
 	install -m 644 include/mod_websocket_plugin.h $(DESTDIR)$(AP_INCLUDE)/
+
+# demo/run installs what is missing, builds and runs httpd in the
+# foreground from a generated config; it needs nothing from make but this.
+demo:
+	demo/run
 
 # A test binary: tests/unit/<stem>_test.c plus the objects it names. (In a
 # second expansion '%' would stand for the stem, hence addprefix.)
@@ -161,7 +168,7 @@ fuzz: fuzz-build
 	        tail -n 60 $(BUILD)/fuzz/$$t.log; \
 	        echo "fuzz $$t: FAILED (log: $(BUILD)/fuzz/$$t.log)"; exit 1; \
 	    fi; \
-	    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
+	    grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb)' \
 	        $(BUILD)/fuzz/$$t.log; \
 	done
 
