@@ -67,7 +67,7 @@ fuzz_frame_OBJS     := ws_frame
 # Prerequisites below use $$(...) to compute per-target file lists.
 .SECONDEXPANSION:
 
-.PHONY: all core module handlers install check unit unit-san fuzz \
+.PHONY: all core module handlers test-plugins install check unit unit-san fuzz \
         fuzz-build bench clean demo
 
 all: module handlers
@@ -105,6 +105,17 @@ $(BUILD)/handlers/%.so: $$(wildcard handlers/%/*.c) \
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -Iinclude \
 	    $(wildcard handlers/$*/*.c) -o $@ -lpthread
+
+# Plugins that only the integration tests load.
+TEST_PLUGINS := $(patsubst tests/integration/plugins/%.c,%,\
+                  $(wildcard tests/integration/plugins/*.c))
+
+test-plugins: $(TEST_PLUGINS:%=$(BUILD)/test-plugins/%.so)
+
+$(BUILD)/test-plugins/%.so: tests/integration/plugins/%.c \
+                            include/mod_websocket_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -Iinclude $< -o $@ -lpthread
 
 install: all
 	$(APXS) -i -n websocket $(BUILD)/mod_websocket.so
