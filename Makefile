@@ -19,16 +19,18 @@ CLANG   ?= clang
 BUILD   ?= build
 FUZZ_SECONDS ?= 10
 
-APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes) \
+APR_CFLAGS := $(shell apr-1-config --cflags --cppflags --includes 2>/dev/null) \
               $(shell apu-1-config --includes)
 APR_LIBS   := $(shell apu-1-config --link-ld --libs) \
               $(shell apr-1-config --link-ld --libs)
-CHECK_LIBS := $(shell pkg-config --libs check)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 APXS       ?= apxs
-AP_INCLUDE := $(shell $(APXS) -q INCLUDEDIR)
-AP_LIBEXEC := $(shell $(APXS) -q LIBEXECDIR)
-AP_CFLAGS  := $(shell $(APXS) -q CFLAGS) $(shell $(APXS) -q NOTEST_CPPFLAGS)
+# Quiet when apxs is not installed yet (make demo installs it first).
+apxs_q      = $(shell $(APXS) -q $(1) 2>/dev/null)
+AP_INCLUDE := $(call apxs_q,INCLUDEDIR)
+AP_LIBEXEC := $(call apxs_q,LIBEXECDIR)
+AP_CFLAGS  := $(call apxs_q,CFLAGS) $(call apxs_q,NOTEST_CPPFLAGS)
 
 WARN    := -Wall -Wextra -Werror
 CFLAGS  ?= -O2 -g
