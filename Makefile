@@ -70,6 +70,7 @@ fuzz_frame_OBJS     := ws_frame
 .SECONDEXPANSION:
 
 .PHONY: all core module handlers test-plugins install check unit unit-san fuzz \
+        integration \
         fuzz-build bench clean demo
 
 all: module handlers
@@ -154,9 +155,15 @@ unit-san:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/san CC=$(CLANG) \
 	    CFLAGS="-O1 -g $(SAN_FLAGS)" unit
 
-check: unit unit-san fuzz
+# Real httpd processes (prefork, worker, event, TLS) driven by real
+# clients; tests/integration/run.sh says what it runs and skips.
+integration: module handlers test-plugins
+	BUILD=$(BUILD) tests/integration/run.sh
+
+check: unit unit-san fuzz integration
 	@echo "make check: unit tests passed plain and under ASan+UBSan;" \
-	      "fuzz targets ran $(FUZZ_SECONDS)s each without a report"
+	      "fuzz targets ran $(FUZZ_SECONDS)s each without a report;" \
+	      "the integration suite passed"
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
                  $$(addprefix mod_websocket/,$$(addsuffix .c,$$($$*_OBJS)))

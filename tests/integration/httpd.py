@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / "build"
+# make passes its BUILD folder (relative to the repo, or absolute).
+BUILD = REPO / os.environ.get("BUILD", "build")
 MODULE_SO = BUILD / "mod_websocket.so"
 HANDLERS = BUILD / "handlers"
 
