@@ -82,7 +82,9 @@ $(BUILD)/core/%.o: mod_websocket/%.c $(CORE_HDRS)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # The module: the core and the Apache glue, position-independent, with the
-# flags apxs reports, hidden symbols but for the module record.
+# flags apxs reports, hidden symbols but for the module record. CFLAGS
+# comes last so a sanitizer build (CFLAGS="-O1 -g -fsanitize=address")
+# reaches every object and the link.
 MODULE_SRCS := $(wildcard mod_websocket/*.c)
 MODULE_OBJS := $(MODULE_SRCS:mod_websocket/%.c=$(BUILD)/module/%.o)
 
@@ -91,11 +93,12 @@ module: $(BUILD)/mod_websocket.so
 $(BUILD)/module/%.o: mod_websocket/%.c $(CORE_HDRS) \
                      include/mod_websocket_plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) $(AP_CFLAGS) $(APR_CFLAGS) -I$(AP_INCLUDE) \
-	    -Iinclude -Imod_websocket -fPIC -fvisibility=hidden -c $< -o $@
+	$(CC) -std=gnu11 $(WARN) $(AP_CFLAGS) $(CFLAGS) $(APR_CFLAGS) \
+	    -I$(AP_INCLUDE) -Iinclude -Imod_websocket -fPIC -fvisibility=hidden \
+	    -c $< -o $@
 
 $(BUILD)/mod_websocket.so: $(MODULE_OBJS)
-	$(CC) -shared -o $@ $^ $(APR_LIBS) -lpthread
+	$(CC) -shared $(CFLAGS) -o $@ $^ $(APR_LIBS) -lpthread
 
 # Each handlers/<name>/ builds into build/handlers/<name>.so from its .c
 # files and the public header alone, as a plugin author's would.
@@ -106,7 +109,7 @@ handlers: $(HANDLERS:%=$(BUILD)/handlers/%.so)
 $(BUILD)/handlers/%.so: $$(wildcard handlers/%/*.c) \
                         include/mod_websocket_plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -Iinclude \
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude \
 	    $(wildcard handlers/$*/*.c) -o $@ -lpthread
 
 # Plugins that only the integration tests load.
@@ -118,7 +121,8 @@ test-plugins: $(TEST_PLUGINS:%=$(BUILD)/test-plugins/%.so)
 $(BUILD)/test-plugins/%.so: tests/integration/plugins/%.c \
                             include/mod_websocket_plugin.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(WARN) -O2 -g -fPIC -shared -Iinclude $< -o $@ -lpthread
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude $< -o $@ \
+	    -lpthread
 
 install: all
 	$(APXS) -i -n websocket $(BUILD)/mod_websocket.so
