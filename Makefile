@@ -124,8 +124,11 @@ $(BUILD)/test-plugins/%.so: tests/integration/plugins/%.c \
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude $< -o $@ \
 	    -lpthread
 
+# DESTDIR stages the files elsewhere (packaging, or a test of the rule).
 install: all
-	$(APXS) -i -n websocket $(BUILD)/mod_websocket.so
+	install -d $(DESTDIR)$(AP_LIBEXEC) $(DESTDIR)$(AP_INCLUDE)
+	$(APXS) -i -S LIBEXECDIR=$(DESTDIR)$(AP_LIBEXEC) -n websocket \
+	    $(BUILD)/mod_websocket.so
 	install -d $(DESTDIR)$(AP_LIBEXEC)/mod_websocket
 	install -m 644 $(HANDLERS:%=$(BUILD)/handlers/%.so) \
 	    $(DESTDIR)$(AP_LIBEXEC)/mod_websocket/
