@@ -52,6 +52,7 @@ ws_frame_test_OBJS     := ws_frame ws_mask
 ws_close_test_OBJS     := ws_close ws_utf8
 ws_msg_test_OBJS       := ws_msg
 ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
+ws_engine_output_test_OBJS := $(ws_engine_test_OBJS)
 ws_extension_test_OBJS := ws_extension
 ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
@@ -141,7 +142,7 @@ demo:
 
 # A test binary: tests/unit/<stem>_test.c plus the objects it names. (In a
 # second expansion '%' would stand for the stem, hence addprefix.)
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h \
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h tests/unit/engine_harness.h \
                   $$(addprefix $(BUILD)/core/,$$(addsuffix .o,$$($$*_OBJS)))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $< \
