@@ -1,6 +1,6 @@
 /* test_util.h: what every unit test shares: a seeded PRNG for random
- * splits (seed printed, fixed unless WS_TEST_SEED is set) and the Check
- * runner's main(). */
+ * splits (seed printed, fixed unless WS_TEST_SEED is set), strings placed
+ * against an unreadable page, and the Check runner's main(). */
 #ifndef WS_TEST_UTIL_H
 #define WS_TEST_UTIL_H
 
@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define WS_TEST_DEFAULT_SEED 20261123u
 
@@ -48,6 +51,46 @@ static inline uint64_t test_rng(void)
 static inline size_t test_rng_len(size_t max)
 {
     return max ? 1 + (size_t)(test_rng() % max) : 0;
+}
+
+/* The whole pages that hold len bytes. */
+static inline size_t fence_span(size_t len, size_t page)
+{
+    return (len + page - 1) / page * page;
+}
+
+/* A copy of s whose NUL is the last byte before an unreadable page, so a
+ * read past the end faults in every build, not only under ASan
+ * (picohttpparser's test.c does the same). NULL stays NULL. Release with
+ * fence_free. */
+static inline char *fence_dup(const char *s)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len, span;
+    char *base;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    len = strlen(s) + 1;
+    span = fence_span(len, page);
+    base = mmap(NULL, span + page, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(base != MAP_FAILED);
+    ck_assert(mprotect(base + span, page, PROT_NONE) == 0);
+    memcpy(base + span - len, s, len);
+    return base + span - len;
+}
+
+static inline void fence_free(char *s)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len, span;
+
+    if (s == NULL) {
+        return;
+    }
+    len = strlen(s) + 1;
+    span = fence_span(len, page);
+    munmap(s + len - span, span + page);
 }
 
 /* main() for a test file that defines suite(). */

@@ -14,45 +14,6 @@
 /* The sample nonce of §1.3 and §4.2.2. */
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 
-/* The whole pages that hold len bytes. */
-static size_t fence_span(size_t len, size_t page)
-{
-    return (len + page - 1) / page * page;
-}
-
-/* A copy of s whose NUL is the last byte before an unreadable page, so a
- * read past the end faults in every build, not only under ASan
- * (picohttpparser's test.c does the same). NULL stays NULL. Release with
- * fence_free. */
-static char *fence_dup(const char *s)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len, span;
-    char *base;
-
-    if (s == NULL) {
-        return NULL;
-    }
-    len = strlen(s) + 1;
-    span = fence_span(len, page);
-    base = mmap(NULL, span + page, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert(base != MAP_FAILED);
-    ck_assert(mprotect(base + span, page, PROT_NONE) == 0);
-    memcpy(base + span - len, s, len);
-    return base + span - len;
-}
-
-static void fence_free(char *s)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len, span;
-
-    if (s == NULL) {
-        return;
-    }
-    len = strlen(s) + 1;
-    span = fence_span(len, page);
-    munmap(s + len - span, span + page);
-}
 
 /* --- ws_handshake_check ------------------------------------------------ */
 
