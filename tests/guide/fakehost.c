@@ -1,0 +1,536 @@
+/* fakehost.c: loads one plugin built from docs/plugin-guide.md and runs it
+ * through a short script on fake connections, so that the guide's samples
+ * are not only compiled but run. It does no networking: its server
+ * functions record what the plugin sends and enforce the rules the guide
+ * (and mod_websocket_plugin.h) state:
+ *
+ *   - request accessors, mws_setting(), mws_set_subprotocol() and the user
+ *     pointer only inside a callback of that same connection (on_open for
+ *     mws_set_subprotocol());
+ *   - no use of a handle after its on_close has returned unless it was held
+ *     with mws_hold(), and every mws_hold() released by process_exit;
+ *   - mws_close() only with the codes the header documents, a reason of at
+ *     most 123 bytes; text messages valid UTF-8.
+ *
+ * Usage: fakehost PLUGIN.so SYMBOL 'COMMAND; COMMAND; ...'
+ *
+ *   set KEY=VALUE        a WebSocketSetting for the connections opened next
+ *   open NAME            on_open for a new connection; it must accept
+ *   msg NAME TEXT        on_message with a text message
+ *   expect NAME TEXT     wait (5 s at most) until NAME has been sent TEXT,
+ *                        or a message starting with TEXT if it ends in '*'
+ *   drain NAME           the queue was written: mws_buffered() drops to 0
+ *                        and on_drain runs
+ *   close NAME CODE      the client closed cleanly with CODE: on_close
+ *
+ * Every callback runs on this program's main thread; a plugin's own threads
+ * may call the any-thread functions. Exit status 0 if the script ran and no
+ * rule was broken.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mod_websocket_plugin.h"
+
+#define MAX_CONNS    16
+#define MAX_SETTINGS 16
+
+typedef struct msg {
+    struct msg *next;
+    char *text;
+} msg_t;
+
+typedef struct fconn {
+    mws_conn_t pub;             /* first: the plugin's handle */
+    char name[32];
+    char ip[32];
+    /* Main thread only. */
+    int in_open;
+    void *data;
+    const char *subprotocol;
+    /* Under lock. */
+    int live;                   /* from on_open until on_close returns */
+    int ended;                  /* closing or closed: sends answer GONE */
+    int refs;                   /* mws_hold()s not yet released */
+    uint64_t buffered;
+    msg_t *inbox, **inbox_tail;
+} fconn_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t arrived = PTHREAD_COND_INITIALIZER;
+static pthread_t main_thread;
+static const fconn_t *current;  /* whose callback runs now (main thread) */
+static fconn_t conns[MAX_CONNS];
+static int nconns;
+static char *settings[MAX_SETTINGS][2];
+static int nsettings;
+static int violations;
+static const char *plugin_path;
+
+static void violation(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fprintf(stderr, "fakehost: %s: RULE BROKEN: ", plugin_path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    __atomic_add_fetch(&violations, 1, __ATOMIC_RELAXED);
+}
+
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    fprintf(stderr, "fakehost: %s: ", plugin_path);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+#define FC(h) ((fconn_t *)(h))
+
+/* Owner-thread functions: only inside a callback of this connection. */
+static void owner_only(mws_conn_t *h, const char *fn)
+{
+    if (!pthread_equal(pthread_self(), main_thread))
+        violation("%s(%s) called from a thread of the plugin", fn,
+                  FC(h)->name);
+    else if (current != FC(h))
+        violation("%s(%s) called outside that connection's callbacks", fn,
+                  FC(h)->name);
+}
+
+/* Any-thread functions: while the handle is valid or held. Under lock. */
+static void valid_locked(fconn_t *c, const char *fn)
+{
+    if (!c->live && c->refs <= 0)
+        violation("%s(%s) after its on_close returned, without mws_hold()",
+                  fn, c->name);
+}
+
+static int utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0, n, k;
+    uint32_t cp;
+
+    while (i < len) {
+        unsigned char b = s[i];
+
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        if (b >= 0xC2 && b <= 0xDF) {
+            n = 1;
+            cp = b & 0x1F;
+        }
+        else if (b >= 0xE0 && b <= 0xEF) {
+            n = 2;
+            cp = b & 0x0F;
+        }
+        else if (b >= 0xF0 && b <= 0xF4) {
+            n = 3;
+            cp = b & 0x07;
+        }
+        else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000)
+            || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static void deliver_locked(fconn_t *c, const char *data, size_t len)
+{
+    msg_t *m = malloc(sizeof(*m));
+
+    if (!m || !(m->text = malloc(len + 1)))
+        fail("out of memory");
+    memcpy(m->text, data, len);
+    m->text[len] = '\0';
+    m->next = NULL;
+    *c->inbox_tail = m;
+    c->inbox_tail = &m->next;
+    pthread_cond_broadcast(&arrived);
+}
+
+static mws_send_result_e f_send(mws_conn_t *h, mws_type_e type,
+                                const void *data, size_t len)
+{
+    fconn_t *c = FC(h);
+    mws_send_result_e r = MWS_SEND_GONE;
+
+    if (type != MWS_TEXT && type != MWS_BINARY)
+        violation("mws_send(%s) with type %d", c->name, (int)type);
+    if (type == MWS_TEXT && !utf8_valid(data, len))
+        violation("mws_send_text(%s) with text that is not UTF-8", c->name);
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_send");
+    if (!c->ended) {
+        /* Binary messages are recorded as their length. */
+        if (type == MWS_BINARY) {
+            char note[48];
+            int n = snprintf(note, sizeof(note), "<binary %zu>", len);
+            deliver_locked(c, note, (size_t)n);
+        }
+        else {
+            deliver_locked(c, data, len);
+        }
+        c->buffered += len;
+        r = MWS_SEND_QUEUED;
+    }
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+static uint64_t f_buffered(mws_conn_t *h)
+{
+    fconn_t *c = FC(h);
+    uint64_t n;
+
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_buffered");
+    n = c->ended ? 0 : c->buffered;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+static int f_close(mws_conn_t *h, uint16_t code, const char *reason)
+{
+    fconn_t *c = FC(h);
+    size_t len = reason ? strlen(reason) : 0;
+    char note[160];
+    int rc = -1, n;
+
+    /* The codes mod_websocket_plugin.h documents for mws_close(). */
+    if (!(code == 1000 || code == 1001 || code == 1008 || code == 1011
+          || (code >= 3000 && code <= 4999)))
+        violation("mws_close(%s) with code %u, which the header does not "
+                  "allow", c->name, code);
+    if (len > 123 || !utf8_valid((const unsigned char *)reason, len))
+        violation("mws_close(%s) with a reason that is not UTF-8 of at most "
+                  "123 bytes", c->name);
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_close");
+    if (!c->ended) {
+        c->ended = 1;
+        n = snprintf(note, sizeof(note), "<close %u %s>", code,
+                     reason ? reason : "");
+        deliver_locked(c, note, (size_t)n);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+static mws_conn_t *f_hold(mws_conn_t *h)
+{
+    fconn_t *c = FC(h);
+
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_hold");
+    c->refs++;
+    pthread_mutex_unlock(&lock);
+    return h;
+}
+
+static void f_release(mws_conn_t *h)
+{
+    fconn_t *c = FC(h);
+
+    pthread_mutex_lock(&lock);
+    if (c->refs <= 0)
+        violation("mws_release(%s) without a matching mws_hold()", c->name);
+    else
+        c->refs--;
+    pthread_mutex_unlock(&lock);
+}
+
+static const char *f_header(mws_conn_t *h, const char *name)
+{
+    owner_only(h, "mws_header");
+    return strcasecmp(name, "User-Agent") == 0 ? "fakehost" : NULL;
+}
+
+static const char *f_uri(mws_conn_t *h)
+{
+    owner_only(h, "mws_uri");
+    return "/sample";
+}
+
+static const char *f_query(mws_conn_t *h)
+{
+    owner_only(h, "mws_query");
+    return NULL;
+}
+
+static const char *f_remote_ip(mws_conn_t *h)
+{
+    owner_only(h, "mws_remote_ip");
+    return FC(h)->ip;
+}
+
+static const char *f_user(mws_conn_t *h)
+{
+    owner_only(h, "mws_user");
+    return NULL;
+}
+
+static const char *f_subprotocol(mws_conn_t *h)
+{
+    owner_only(h, "mws_subprotocol");
+    return FC(h)->subprotocol;
+}
+
+static int f_set_subprotocol(mws_conn_t *h, const char *name)
+{
+    owner_only(h, "mws_set_subprotocol");
+    if (!FC(h)->in_open) {
+        violation("mws_set_subprotocol(%s) outside on_open", FC(h)->name);
+        return -1;
+    }
+    (void)name;
+    return -1;                  /* the fake client offers none */
+}
+
+static const char *f_setting(mws_conn_t *h, const char *key)
+{
+    int i;
+
+    owner_only(h, "mws_setting");
+    for (i = nsettings - 1; i >= 0; i--)
+        if (strcasecmp(settings[i][0], key) == 0)
+            return settings[i][1];
+    return NULL;
+}
+
+static const char *f_location(mws_conn_t *h)
+{
+    owner_only(h, "mws_location");
+    return "/sample";
+}
+
+static void *f_get_data(mws_conn_t *h)
+{
+    owner_only(h, "mws_get_data");
+    return FC(h)->data;
+}
+
+static void f_set_data(mws_conn_t *h, void *data)
+{
+    owner_only(h, "mws_set_data");
+    FC(h)->data = data;
+}
+
+static const mws_server_api_t api = {
+    MWS_PLUGIN_API_VERSION, sizeof(mws_server_api_t),
+    f_send, f_buffered, f_close, f_hold, f_release, f_header, f_uri,
+    f_query, f_remote_ip, f_user, f_subprotocol, f_set_subprotocol,
+    f_setting, f_location, f_get_data, f_set_data,
+};
+
+static fconn_t *find(const char *name)
+{
+    int i;
+
+    for (i = 0; i < nconns; i++)
+        if (strcmp(conns[i].name, name) == 0)
+            return &conns[i];
+    fail("no connection named %s", name);
+    return NULL;
+}
+
+/* Wait for a message equal to want (or starting with it, if it ends in
+ * '*') and take it out of the inbox; earlier messages stay. */
+static void expect(fconn_t *c, const char *want)
+{
+    size_t wl = strlen(want);
+    int prefix = wl && want[wl - 1] == '*';
+    struct timespec until;
+    msg_t **p, *m;
+    int rc = 0;
+
+    if (prefix)
+        wl--;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        for (p = &c->inbox; (m = *p); p = &m->next) {
+            if (prefix ? strncmp(m->text, want, wl) == 0
+                       : strcmp(m->text, want) == 0) {
+                if (!(*p = m->next))
+                    c->inbox_tail = p;
+                pthread_mutex_unlock(&lock);
+                free(m->text);
+                free(m);
+                return;
+            }
+        }
+        if (rc == ETIMEDOUT)
+            break;
+        rc = pthread_cond_timedwait(&arrived, &lock, &until);
+    }
+    fprintf(stderr, "fakehost: %s: %s was not sent \"%s\" within 5 s; it "
+            "was sent:\n", plugin_path, c->name, want);
+    for (m = c->inbox; m; m = m->next)
+        fprintf(stderr, "  \"%.80s\"\n", m->text);
+    pthread_mutex_unlock(&lock);
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    const mws_plugin_t *(*entry)(void);
+    const mws_plugin_t *p;
+    char *script, *cmd, *save = NULL;
+    void *dso;
+    int i;
+
+    if (argc != 4) {
+        fprintf(stderr, "usage: fakehost PLUGIN.so SYMBOL 'SCRIPT'\n");
+        return 2;
+    }
+    plugin_path = argv[1];
+    main_thread = pthread_self();
+    /* As httpd loads it: apr_dso_load() uses RTLD_NOW | RTLD_GLOBAL. */
+    if (!(dso = dlopen(argv[1], RTLD_NOW | RTLD_GLOBAL)))
+        fail("cannot load: %s", dlerror());
+    *(void **)&entry = dlsym(dso, argv[2]);
+    if (!entry)
+        fail("no symbol %s", argv[2]);
+    if (!(p = entry()))
+        fail("%s() returned no table", argv[2]);
+    if (p->api_version != MWS_PLUGIN_API_VERSION
+        || p->struct_size != sizeof(mws_plugin_t))
+        fail("table stamped API %u, %u bytes; the header says %d, %zu "
+             "(MWS_PLUGIN_HEADER missing?)", p->api_version, p->struct_size,
+             MWS_PLUGIN_API_VERSION, sizeof(mws_plugin_t));
+    if (!p->name)
+        fail("the table has no .name");
+    if (p->process_init && p->process_init() != 0)
+        fail("process_init failed");
+
+    script = argv[3];
+    for (cmd = strtok_r(script, ";", &save); cmd;
+         cmd = strtok_r(NULL, ";", &save)) {
+        char verb[16], name[32];
+        int used = 0;
+        fconn_t *c;
+
+        while (*cmd == ' ')
+            cmd++;
+        if (!*cmd)
+            continue;
+        if (sscanf(cmd, "%15s %31s %n", verb, name, &used) < 2)
+            fail("bad command \"%s\"", cmd);
+        if (strcmp(verb, "set") == 0) {
+            char *eq = strchr(name, '=');
+            char *kv = strchr(cmd, ' ') + 1;
+
+            if (!eq || nsettings == MAX_SETTINGS)
+                fail("bad setting \"%s\"", cmd);
+            eq = strchr(kv, '=');
+            *eq = '\0';
+            settings[nsettings][0] = kv;
+            settings[nsettings++][1] = eq + 1;
+        }
+        else if (strcmp(verb, "open") == 0) {
+            int status = 0;
+
+            if (nconns == MAX_CONNS)
+                fail("too many connections");
+            c = &conns[nconns++];
+            c->pub.api = &api;
+            snprintf(c->name, sizeof(c->name), "%s", name);
+            snprintf(c->ip, sizeof(c->ip), "192.0.2.%d", nconns);
+            c->inbox_tail = &c->inbox;
+            c->live = 1;
+            if (p->on_open) {
+                current = c;
+                c->in_open = 1;
+                status = p->on_open(&c->pub);
+                c->in_open = 0;
+                current = NULL;
+            }
+            if (status)
+                fail("on_open refused %s with %d", name, status);
+        }
+        else if (strcmp(verb, "msg") == 0) {
+            c = find(name);
+            if (p->on_message) {
+                /* An exact-size copy, so reading past len is caught by
+                 * tools and a missing NUL is not masked. */
+                size_t len = strlen(cmd + used);
+                char *data = malloc(len ? len : 1);
+
+                memcpy(data, cmd + used, len);
+                current = c;
+                p->on_message(&c->pub, MWS_TEXT, data, len);
+                current = NULL;
+                free(data);
+            }
+        }
+        else if (strcmp(verb, "expect") == 0) {
+            expect(find(name), cmd + used);
+        }
+        else if (strcmp(verb, "drain") == 0) {
+            c = find(name);
+            pthread_mutex_lock(&lock);
+            c->buffered = 0;
+            pthread_mutex_unlock(&lock);
+            if (p->on_drain) {
+                current = c;
+                p->on_drain(&c->pub);
+                current = NULL;
+            }
+        }
+        else if (strcmp(verb, "close") == 0) {
+            c = find(name);
+            pthread_mutex_lock(&lock);
+            c->ended = 1;
+            pthread_mutex_unlock(&lock);
+            if (p->on_close) {
+                current = c;
+                p->on_close(&c->pub, (uint16_t)atoi(cmd + used), "", 1);
+                current = NULL;
+            }
+            pthread_mutex_lock(&lock);
+            c->live = 0;
+            pthread_mutex_unlock(&lock);
+        }
+        else {
+            fail("unknown command \"%s\"", verb);
+        }
+    }
+    for (i = 0; i < nconns; i++)
+        if (conns[i].live)
+            fail("the script left %s open", conns[i].name);
+    if (p->process_exit)
+        p->process_exit();
+    for (i = 0; i < nconns; i++)
+        if (conns[i].refs)
+            violation("%d mws_hold() on %s never released", conns[i].refs,
+                      conns[i].name);
+    return violations ? 1 : 0;
+}
