@@ -6,13 +6,17 @@
  * extensions attributes. Plain JS, no framework, no build step.
  *
  *   var con = wsConsole({
- *       path: '/echo',            // same host and port as the page
+ *       path: '/echo',            // same host and port as the page; or a
+ *                                 // function returning it, called at each
+ *                                 // connect (e.g. to add a query string)
  *       mount: element,           // default: the element with id "console"
  *       protocols: '',            // comma-separated; '' offers none
  *       text: 'Hello',            // what the text field starts with
+ *       sendPanel: true,          // false hides the raw Send controls
  *       autoConnect: true,
  *       onopen: function (con) {},           // optional hooks, called
- *       onmessage: function (data, con) {}   // after the console's own
+ *       onmessage: function (data, con) {},  // after the console's own
+ *       onclose: function (event, con) {}
  *   });
  *   con.connect(); con.send(data); con.close(code, reason);
  *   con.log(kind, text); con.socket()
@@ -31,6 +35,7 @@
         1015: 'TLS Handshake'
     };
     var HEX_SHOWN = 48;  /* bytes of a binary message shown in the log */
+    var TEXT_SHOWN = 400;  /* characters of a text message shown */
 
     /* h('button', {type: 'button'}, 'text', child...): a DOM element. */
     function h(tag, attrs) {
@@ -65,6 +70,12 @@
         return bytes.length > HEX_SHOWN ? s + ' …' : s;
     }
 
+    /* A long text's start, not cut inside a surrogate pair. */
+    function clip(s) {
+        if (s.length <= TEXT_SHOWN) return s;
+        return s.slice(0, TEXT_SHOWN).replace(/[\uD800-\uDBFF]$/, '') + ' …';
+    }
+
     function utf8Length(s) {
         return new TextEncoder().encode(s).length;
     }
@@ -77,7 +88,11 @@
     }
 
     window.wsConsole = function (opts) {
-        var url = socketUrl(opts.path);
+        function currentUrl() {
+            return socketUrl(typeof opts.path === 'function' ? opts.path() :
+                             opts.path);
+        }
+        var url = currentUrl();
         var mount = opts.mount || document.getElementById('console');
         var ws = null;
 
@@ -113,10 +128,15 @@
         });
         var logList = h('ol', {class: 'log'});
         var clearBtn = h('button', {type: 'button', class: 'small'}, 'Clear');
+        var urlText = h('code', {}, url);
+        var sendPanel = h('fieldset', {class: 'send'},
+            h('legend', {}, 'Send'),
+            h('div', {class: 'row'}, textIn, sendTextBtn, sendUtf8Btn),
+            h('div', {class: 'row'}, countIn, sendRandomBtn));
+        if (opts.sendPanel === false) sendPanel.hidden = true;
 
         mount.append(
-            h('p', {class: 'status'}, dot, stateText, ' ',
-              h('code', {}, url)),
+            h('p', {class: 'status'}, dot, stateText, ' ', urlText),
             h('div', {class: 'panels'},
               h('fieldset', {},
                 h('legend', {}, 'Connection'),
@@ -130,10 +150,7 @@
                   '3000–4999; other codes throw InvalidAccessError.')),
               h('fieldset', {},
                 h('legend', {}, 'Attributes'), propList)),
-            h('fieldset', {class: 'send'},
-              h('legend', {}, 'Send'),
-              h('div', {class: 'row'}, textIn, sendTextBtn, sendUtf8Btn),
-              h('div', {class: 'row'}, countIn, sendRandomBtn)),
+            sendPanel,
             h('div', {class: 'loghead'}, h('h2', {}, 'Events'), clearBtn),
             logList);
 
@@ -172,7 +189,7 @@
         function describe(data) {
             if (typeof data === 'string')
                 return 'text, ' + data.length + ' chars / ' + utf8Length(data) +
-                    ' bytes: ' + data;
+                    ' bytes: ' + clip(data);
             var bytes = bytesOf(data);
             return 'binary, ' + bytes.length + ' bytes: ' + hex(bytes);
         }
@@ -181,6 +198,8 @@
             var list = protocolsIn.value.split(',').map(function (s) {
                 return s.trim();
             }).filter(Boolean);
+            url = currentUrl();
+            urlText.textContent = url;
             try {
                 ws = new WebSocket(url, list);
             } catch (e) {  /* SyntaxError: a bad URL or subprotocol list */
@@ -211,6 +230,7 @@
                     ', reason ' + JSON.stringify(ev.reason) +
                     ', wasClean ' + ev.wasClean);
                 render();
+                if (opts.onclose) opts.onclose(ev, api);
             };
             render();
         }
