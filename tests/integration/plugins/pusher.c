@@ -4,7 +4,10 @@
  *
  *   push N        the thread sends "push 0" .. "push N-1" to this client
  *   flood N SIZE  the thread sends N binary messages of SIZE bytes as fast
- *                 as it can, then a text "flood queued=Q refused=R gone=G"
+ *                 as it can, then a text "flood queued=Q refused=R gone=G";
+ *                 while the queue is too full for that summary (refuse
+ *                 policy, client not reading yet) it retries every 10 ms
+ *                 for up to 60 s, so a client that reads later still sees it
  *   linger        keep this handle after the connection closes; the thread
  *                 sends to it once it is gone
  *   stats         reply "gone=G" (sends on lingering handles that
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mod_websocket_plugin.h>
 
@@ -73,7 +77,14 @@ static void run_job(job_t *j)
         int n = snprintf(text, sizeof(text),
                          "flood queued=%ld refused=%ld gone=%ld",
                          queued, refused, gone);
-        mws_send_text(j->conn, text, (size_t)n);
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        int tries;
+
+        for (tries = 0; tries < 6000; tries++) {
+            if (mws_send_text(j->conn, text, (size_t)n) != MWS_SEND_REFUSED)
+                break;
+            nanosleep(&pause, NULL);
+        }
     }
     if (j->count == 0 && mws_send_text(j->conn, "late", 4) == MWS_SEND_GONE) {
         pthread_mutex_lock(&lock);
