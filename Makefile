@@ -71,7 +71,7 @@ fuzz_frame_OBJS     := ws_frame
 .SECONDEXPANSION:
 
 .PHONY: all core module handlers test-plugins install check unit unit-san fuzz \
-        integration \
+        integration guide browser \
         fuzz-build bench clean demo
 
 all: module handlers
@@ -168,10 +168,20 @@ unit-san:
 integration: module handlers test-plugins
 	BUILD=$(BUILD) tests/integration/run.sh
 
-check: unit unit-san fuzz integration
+# Every C sample of the plugin author's guide compiles, loads and serves.
+guide: module
+	BUILD=$(BUILD) tests/guide/check-samples.sh
+
+# Headless Chromium against the demo pages served by demo/run (plain and
+# TLS); tests/browser/run.sh says what it runs and fails without chromium.
+browser: module handlers
+	BUILD=$(BUILD) tests/browser/run.sh
+
+check: unit unit-san fuzz integration guide browser
 	@echo "make check: unit tests passed plain and under ASan+UBSan;" \
 	      "fuzz targets ran $(FUZZ_SECONDS)s each without a report;" \
-	      "the integration suite passed"
+	      "the integration suite, the guide's samples and the browser" \
+	      "tests passed"
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
                  $$(addprefix mod_websocket/,$$(addsuffix .c,$$($$*_OBJS)))

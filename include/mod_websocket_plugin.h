@@ -15,15 +15,20 @@
  * that connection, one at a time. mws_send(), mws_send_text(),
  * mws_send_binary(), mws_close(), mws_buffered(), mws_hold() and
  * mws_release() may be called from any thread and never block on the
- * network. The request accessors (mws_header() and friends), mws_setting(),
- * mws_set_subprotocol() and the user pointer are for the owning thread,
- * inside callbacks.
+ * network. The request accessors (mws_header() and friends, mws_location(),
+ * mws_subprotocol()), mws_setting(), mws_set_subprotocol() and the user
+ * pointer are for the owning thread, inside callbacks; the strings they
+ * return stay valid until on_close returns. No lock of the module is held
+ * while a callback runs, so a callback may send to other connections.
+ * Threads a plugin starts should block signals (pthread_sigmask): httpd
+ * delivers its stop and restart signals to any thread of a child.
  *
- * Lifetime: a handle is valid from on_open until on_close returns. To use
- * it after that (to push from a thread of the plugin's own), take a
- * reference with mws_hold() while it is valid and drop it with
- * mws_release(); a held handle whose connection has ended answers
- * MWS_SEND_GONE and touches no freed memory.
+ * Lifetime: a handle is valid from on_open until on_close returns; when
+ * on_open refuses, on_close is not called. To use a handle after that (to
+ * push from a thread of the plugin's own), take a reference with mws_hold()
+ * while it is still valid and drop it with mws_release(); a held handle
+ * whose connection has ended answers MWS_SEND_GONE and touches no freed
+ * memory.
  *
  * Versions: a plugin records the API version and structure size it was
  * built against (MWS_PLUGIN_HEADER). A plugin built against an older header
@@ -55,9 +60,11 @@ typedef enum {
 /** What became of a message handed to mws_send(). */
 typedef enum {
     MWS_SEND_QUEUED = 0,  /**< queued; it leaves in order, without blocking */
-    MWS_SEND_REFUSED,     /**< the connection's queue is full (the
-                               <Location>'s WebSocketQueuePolicy says what
-                               happens to the connection) */
+    MWS_SEND_REFUSED,     /**< not queued: the connection's queue is full
+                               (with WebSocketQueuePolicy close-1008 or
+                               close-1013 its close has now started), the
+                               type is not MWS_TEXT or MWS_BINARY, or memory
+                               ran out */
     MWS_SEND_GONE         /**< the connection is closing or has closed */
 } mws_send_result_e;
 
@@ -105,15 +112,18 @@ typedef struct mws_plugin {
     int (*process_init)(void);
 
     /**
-     * Once per child process as it exits (after every connection of that
-     * process has closed). Stop and join the plugin's threads here.
+     * Once per child process as it exits. Stop and join the plugin's
+     * threads here. On a graceful stop or restart every connection has
+     * had its on_close first; on a hard stop (prefork in particular) the
+     * process may exit with connections still open and no on_close.
      */
     void (*process_exit)(void);
 
     /**
      * A client asks to open a WebSocket. The handshake has been checked
      * and nothing has been sent yet.
-     * @return 0 to accept, or an HTTP status (such as 403) to refuse
+     * @return 0 to accept, or an HTTP status from 400 to 599 (such as 403)
+     *         to refuse; any other value refuses with 500
      */
     int (*on_open)(mws_conn_t *conn);
 
@@ -122,14 +132,18 @@ typedef struct mws_plugin {
                        size_t len);
 
     /**
-     * The connection has ended. code is the close code (1005 when the close
-     * carried none, 1006 when there was no close frame); clean is 1 if the
-     * close handshake completed. The handle is valid until this returns.
+     * The connection has ended. code is the first close frame's code,
+     * whichever side sent it (1005 when it carried none, 1006 when there
+     * was no close frame); reason is the peer's close reason or the
+     * module's description of a protocol error, never NULL ("" for none);
+     * clean is 1 if the peer's close frame arrived. The handle is valid
+     * until this returns.
      */
     void (*on_close)(mws_conn_t *conn, uint16_t code, const char *reason,
                      int clean);
 
-    /** Everything queued has been written. */
+    /** Everything queued has been written (called only while the
+     *  connection is open, after something was written). */
     void (*on_drain)(mws_conn_t *conn);
 } mws_plugin_t;
 
@@ -147,7 +161,8 @@ typedef struct mws_plugin {
 /** The signature of the function a plugin exports. */
 typedef const mws_plugin_t *(*mws_plugin_entry_fn)(void);
 
-/** Queue a message. Any thread; never blocks. */
+/** Queue a copy of a message. Any thread; never blocks. Outgoing text is
+ *  not checked: it must be UTF-8. */
 static inline mws_send_result_e mws_send(mws_conn_t *conn, mws_type_e type,
                                          const void *data, size_t len)
 {
@@ -175,9 +190,13 @@ static inline uint64_t mws_buffered(mws_conn_t *conn)
 }
 
 /**
- * Start the close handshake with code (1000, 1001, 1008, 1011 or
- * 3000-4999) and an optional UTF-8 reason of at most 123 bytes. Any thread.
- * @return 0, or -1 if the code is not allowed or the connection is closing
+ * Start the close handshake with code (1000, 1001, 1003, 1008, 1009, 1011,
+ * 1012, 1013, 1014 or 3000-4999) and an optional UTF-8 reason of at most
+ * 123 bytes. Messages queued but not yet started are dropped, so the close
+ * leaves at once; to close after everything was sent, close from on_drain.
+ * Any thread.
+ * @return 0, or -1 if the code or the reason is not allowed or the
+ *         connection is already closing
  */
 static inline int mws_close(mws_conn_t *conn, uint16_t code,
                             const char *reason)

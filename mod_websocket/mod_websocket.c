@@ -1,6 +1,7 @@
 /* mod_websocket.c: the module record and the wiring of hooks; the work is
  * in ws_upgrade.c (the handshake), ws_driver_blocking.c (running a
  * connection), ws_config.c (directives) and ws_plugin_host.c (plugins). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "httpd.h"
@@ -17,6 +18,9 @@
  * missing plugin would have at start-up (the plugin host logged why). */
 static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    /* A daemonised child's stderr is the error log; unbuffered, so a
+     * plugin's diagnostics reach it as they happen. */
+    setvbuf(stderr, NULL, _IONBF, 0);
     if (ws_plugin_host_child_init(pchild, s) != 0)
         exit(APEXIT_CHILDFATAL);
 }

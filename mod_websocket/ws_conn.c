@@ -106,9 +106,11 @@ static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
     int rc = -1;
 
     /* §7.4: a plugin may send a registered code or 3000-4999, but not
-     * claim the protocol or data errors the engine itself detects. */
+     * claim the protocol or data errors the engine itself detects, nor
+     * 1010, which only a client sends (§7.4.1). */
     if (!ws_close_code_valid(code) || code == WS_CLOSE_PROTOCOL_ERROR
-        || code == WS_CLOSE_INVALID_DATA || len > WS_CONTROL_MAX - 2
+        || code == WS_CLOSE_INVALID_DATA || code == 1010
+        || len > WS_CONTROL_MAX - 2
         || !ws_utf8_valid((const uint8_t *)reason, len))
         return -1;
     pthread_mutex_lock(&wc->lock);

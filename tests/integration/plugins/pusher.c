@@ -16,6 +16,7 @@
  * Anything else is echoed, so the plugin also serves as a plain echo.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +120,17 @@ static void *pusher_main(void *arg)
 
 static int process_init(void)
 {
+    sigset_t all, old;
+    int rc;
+
+    /* The thread inherits this mask: httpd's signals stay with its own
+     * threads. */
     stopping = 0;
-    return pthread_create(&thread, NULL, pusher_main, NULL);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&thread, NULL, pusher_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }
 
 static void process_exit(void)
