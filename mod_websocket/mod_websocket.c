@@ -10,6 +10,7 @@
 
 #include "ws_config.h"
 #include "ws_conn.h"
+#include "ws_driver.h"
 #include "ws_plugin_host.h"
 #include "ws_upgrade.h"
 
@@ -21,6 +22,7 @@ static void ws_child_init(apr_pool_t *pchild, server_rec *s)
     /* A daemonised child's stderr is the error log; unbuffered, so a
      * plugin's diagnostics reach it as they happen. */
     setvbuf(stderr, NULL, _IONBF, 0);
+    ws_driver_async_child_init(pchild, s);
     if (ws_plugin_host_child_init(pchild, s) != 0)
         exit(APEXIT_CHILDFATAL);
 }
@@ -43,6 +45,7 @@ static void ws_register_hooks(apr_pool_t *p)
     ap_hook_handler(ws_upgrade_handler, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ws_driver_async_register_hooks();
 }
 
 AP_DECLARE_MODULE(websocket) = {

@@ -38,6 +38,10 @@
 #define WS_SET_PING          (1u << 12)
 #define WS_SET_IDLE          (1u << 13)
 #define WS_SET_CLOSE         (1u << 14)
+#define WS_SET_DRIVER        (1u << 15)
+
+/* The driver a location gets without WebSocketDriver. */
+#define WS_DRIVER_DEFAULT    WS_DRIVER_AUTO
 
 /* An explicit size never reaches WS_UNLIMITED and always fits the int64_t
  * fields. */
@@ -275,6 +279,23 @@ static const char *ws_cmd_nonupgrade(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *ws_cmd_driver(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    ws_dir_conf_t *conf = dconf;
+
+    if (!strcasecmp(arg, "auto"))
+        conf->driver = WS_DRIVER_AUTO;
+    else if (!strcasecmp(arg, "blocking"))
+        conf->driver = WS_DRIVER_BLOCKING;
+    else if (!strcasecmp(arg, "async"))
+        conf->driver = WS_DRIVER_ASYNC;
+    else
+        return apr_psprintf(cmd->pool, "%s: '%s' is not auto, blocking or "
+                            "async", cmd->cmd->name, arg);
+    conf->set |= WS_SET_DRIVER;
+    return NULL;
+}
+
 /* Where a handler shared by several directives writes (their cmd->info). */
 typedef struct {
     size_t offset;       /* in ws_dir_conf_t */
@@ -431,6 +452,9 @@ const command_rec ws_config_cmds[] = {
     AP_INIT_TAKE_ARGV("WebSocketOrigin", ws_cmd_origin, NULL, WS_WHERE,
                       "same, any, or the origins (scheme://host[:port]) whose "
                       "pages may connect"),
+    AP_INIT_TAKE1("WebSocketDriver", ws_cmd_driver, NULL, WS_WHERE,
+                  "auto (async where the MPM can park connections), "
+                  "blocking or async"),
     AP_INIT_TAKE1("WebSocketNonUpgrade", ws_cmd_nonupgrade, NULL, WS_WHERE,
                   "refuse (426) or decline requests that are not upgrades"),
     AP_INIT_TAKE1("WebSocketMaxFrameSize", ws_cmd_size,
@@ -485,6 +509,7 @@ void *ws_config_create_dir(apr_pool_t *p, char *dir)
     conf->origin_mode = WS_ORIGIN_SAME;
     conf->origins = apr_array_make(p, 2, sizeof(const char *));
     conf->nonupgrade = WS_NONUPGRADE_REFUSE;
+    conf->driver = WS_DRIVER_DEFAULT;
     conf->settings = apr_table_make(p, 2);
     conf->log_level = APLOG_INFO;
     conf->max_frame_size = dflt.max_frame_size;
@@ -522,6 +547,8 @@ void *ws_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
     }
     if (set & WS_SET_NONUPGRADE)
         conf->nonupgrade = add->nonupgrade;
+    if (set & WS_SET_DRIVER)
+        conf->driver = add->driver;
     if ((set & WS_SET_SETTINGS) && (base->set & WS_SET_SETTINGS)) {
         /* Per key: the inner value wins, outer keys stay. The only copy a
          * merge makes, and only when both levels have settings. */

@@ -28,6 +28,13 @@ typedef enum {
     WS_NONUPGRADE_DECLINE   /* the next handler serves it */
 } ws_nonupgrade_e;
 
+/* Which driver runs a location's connections (ws_driver.h). */
+typedef enum {
+    WS_DRIVER_AUTO = 0,     /* async where the MPM can park connections */
+    WS_DRIVER_BLOCKING,     /* a thread per connection, on every MPM */
+    WS_DRIVER_ASYNC         /* async where possible, else blocking */
+} ws_driver_e;
+
 /* log_level's value for "WebSocketLogLevel off" (any negative is off). */
 #define WS_LOG_OFF (-2)
 
@@ -58,6 +65,7 @@ typedef struct ws_dir_conf {
     apr_array_header_t *origins;  /* const char *, for WS_ORIGIN_LIST, in
                                      ws_origin_normalize() form; never NULL */
     ws_nonupgrade_e nonupgrade;
+    ws_driver_e driver;
     apr_table_t *settings;        /* WebSocketSetting key/value pairs (keys
                                      case-insensitive); never NULL */
     int log_level;                /* APLOG_* for the per-connection line, or

@@ -17,6 +17,7 @@
 
 #include "ws_close.h"
 #include "ws_conn.h"
+#include "ws_driver.h"
 #include "ws_handshake.h"
 #include "ws_log.h"
 #include "ws_utf8.h"
@@ -75,6 +76,8 @@ static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
+    if (wc->async && (r == WS_SEND_QUEUED || r == WS_SEND_FAILED))
+        ws_driver_async_kick(wc);
     switch (r) {
     case WS_SEND_QUEUED:
         return MWS_SEND_QUEUED;
@@ -120,6 +123,8 @@ static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
+    if (rc == 0 && wc->async)
+        ws_driver_async_kick(wc);
     return rc;
 }
 
@@ -136,27 +141,27 @@ static void api_release(mws_conn_t *h)
 
 static const char *api_header(mws_conn_t *h, const char *name)
 {
-    return apr_table_get(CONN(h)->r->headers_in, name);
+    return apr_table_get(CONN(h)->headers, name);
 }
 
 static const char *api_uri(mws_conn_t *h)
 {
-    return CONN(h)->r->uri;
+    return CONN(h)->uri;
 }
 
 static const char *api_query(mws_conn_t *h)
 {
-    return CONN(h)->r->args;
+    return CONN(h)->query;
 }
 
 static const char *api_remote_ip(mws_conn_t *h)
 {
-    return CONN(h)->r->useragent_ip;
+    return CONN(h)->remote_ip;
 }
 
 static const char *api_user(mws_conn_t *h)
 {
-    return CONN(h)->r->user;
+    return CONN(h)->user;
 }
 
 static const char *api_subprotocol(mws_conn_t *h)
@@ -177,7 +182,7 @@ static int api_set_subprotocol(mws_conn_t *h, const char *name)
     }
     if (!ws_handshake_select_protocol(wc->offered_protocols, one, 1))
         return -1;
-    wc->subprotocol = apr_pstrdup(wc->r->pool, name);
+    wc->subprotocol = apr_pstrdup(wc->c->pool, name);
     return 0;
 }
 
@@ -229,7 +234,9 @@ static const mws_server_api_t server_api = {
 ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
                           const char *subprotocol)
 {
+    conn_rec *c = r->connection;
     ws_engine_config_t ecfg;
+    ws_dir_conf_t *copy;
     ws_conn_t *wc = calloc(1, sizeof(*wc));
 
     if (!wc)
@@ -243,11 +250,20 @@ ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
     wc->pub.api = &server_api;
     wc->refs = 1;
     pthread_mutex_init(&wc->lock, NULL);
+    pthread_mutex_init(&wc->io_lock, NULL);
+    wc->c = c;
     wc->r = r;
-    wc->conf = conf;
+    wc->headers = apr_table_copy(c->pool, r->headers_in);
+    wc->uri = apr_pstrdup(c->pool, r->uri);
+    wc->query = apr_pstrdup(c->pool, r->args);
+    wc->remote_ip = apr_pstrdup(c->pool, r->useragent_ip);
+    wc->user = apr_pstrdup(c->pool, r->user);
+    copy = apr_pmemdup(c->pool, conf, sizeof(*conf));
+    copy->settings = apr_table_copy(c->pool, conf->settings);
+    wc->conf = copy;
     wc->plugin = conf->plugin;
-    wc->subprotocol = subprotocol;
-    wc->offered_protocols = apr_table_get(r->headers_in,
+    wc->subprotocol = apr_pstrdup(c->pool, subprotocol);
+    wc->offered_protocols = apr_table_get(wc->headers,
                                           "Sec-WebSocket-Protocol");
     registry_add(wc);
     return wc;
@@ -265,23 +281,23 @@ void ws_conn_release(ws_conn_t *wc)
 {
     if (__atomic_sub_fetch(&wc->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         pthread_mutex_destroy(&wc->lock);
+        pthread_mutex_destroy(&wc->io_lock);
         free(wc);
     }
 }
 
 static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci)
 {
-    request_rec *r = wc->r;
     int level = wc->conf->log_level;
 
     if (level < 0)
         return;
-    ap_log_rerror(APLOG_MARK, level, 0, r, WSLOGNO(00001)
+    ap_log_cerror(APLOG_MARK, level, 0, wc->c, WSLOGNO(00001)
                   "websocket closed: client %s, location %s, protocol %s, "
                   "%.3f s, in %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
                   " bytes, out %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
                   " bytes, close %u by %s%s%s%s",
-                  r->useragent_ip, wc->conf->location,
+                  wc->remote_ip, wc->conf->location,
                   wc->subprotocol ? wc->subprotocol : "-",
                   (double)(apr_time_now() - wc->started) / APR_USEC_PER_SEC,
                   wc->msgs_in, wc->bytes_in, wc->msgs_out, wc->bytes_out,
@@ -330,6 +346,16 @@ void ws_conn_close_all(uint16_t code, const char *reason)
     pthread_mutex_unlock(&registry_lock);
 }
 
+void ws_conn_for_each(void (*fn)(ws_conn_t *wc, void *arg), void *arg)
+{
+    ws_conn_t *wc;
+
+    pthread_mutex_lock(&registry_lock);
+    for (wc = registry; wc; wc = wc->next)
+        fn(wc, arg);
+    pthread_mutex_unlock(&registry_lock);
+}
+
 /* Keep the first close reason, for on_close and the log. */
 static void note_reason(ws_conn_t *wc, const void *reason, size_t len)
 {
@@ -358,7 +384,7 @@ void ws_conn_dispatch(ws_conn_t *wc, const ws_event_t *ev)
         break;
     case WS_EVENT_ERROR:
         note_reason(wc, ev->reason, strlen(ev->reason));
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, wc->r, WSLOGNO(00002)
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, 0, wc->c, WSLOGNO(00002)
                       "websocket protocol error at byte %" APR_UINT64_T_FMT
                       ": %s; closing with %u", ev->offset, ev->reason,
                       ev->code);

@@ -31,8 +31,20 @@ struct ws_conn {
     ws_conn_wake_fn *wake;
     void *wake_ctx;
 
-    /* Owner thread only. */
-    request_rec *r;
+    /* The async driver's: whoever touches the connection's filters holds
+     * io_lock (the owner servicing it, a pusher writing to it parked, the
+     * reactor, the pre-close hook); io_dead is set, under it, before httpd
+     * frees the connection. */
+    pthread_mutex_t io_lock;
+    int io_dead;
+    struct ws_driver_async *async;  /* NULL with the blocking driver */
+
+    /* Owner thread only. The request's data is copied into c->pool, as the
+     * async driver lets the request go once the 101 is out. */
+    conn_rec *c;
+    request_rec *r;              /* during the handshake only, else NULL */
+    apr_table_t *headers;
+    const char *uri, *query, *remote_ip, *user;
     const ws_dir_conf_t *conf;
     const ws_plugin_t *plugin;
     const char *subprotocol;
@@ -73,6 +85,10 @@ void ws_conn_release(ws_conn_t *wc);
 /* Start a close with code on every connection of this process (graceful
  * restart or stop). Any thread. */
 void ws_conn_close_all(uint16_t code, const char *reason);
+
+/* Call fn on every live connection of this process, under the registry's
+ * lock: fn must not block nor finish connections. Any thread. */
+void ws_conn_for_each(void (*fn)(ws_conn_t *wc, void *arg), void *arg);
 
 /* Call the plugin's callbacks for an engine event. Owner thread, without
  * the lock. */

@@ -4,8 +4,9 @@
  * other threads' sends. It is the only code that touches the connection's
  * filters once the 101 is out.
  *
- * Today there is one: the blocking driver, which keeps the request's
- * worker thread for the life of the WebSocket and works on every MPM.
+ * The blocking driver keeps the request's worker thread for the life of
+ * the WebSocket and works on every MPM; the async driver parks the
+ * connection in the event MPM between bursts.
  */
 #ifndef WS_DRIVER_H
 #define WS_DRIVER_H
@@ -24,6 +25,29 @@ ws_driver_blocking_t *ws_driver_blocking_create(ws_conn_t *wc,
  * the child stops. Returns when the connection is done; the caller then
  * finishes wc. */
 void ws_driver_blocking_run(ws_driver_blocking_t *d);
+
+typedef struct ws_driver_async ws_driver_async_t;
+
+/* 1 if r's connection can be parked by the async driver: the location does
+ * not ask for blocking, the MPM can wait for I/O (event, 2.4.63+) and the
+ * connection is a real one (not an HTTP/2 stream). */
+int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf);
+
+/* Give wc's connection to the async driver. The caller has queued the 101
+ * without flushing it and returns from the handler; the MPM then calls the
+ * driver's process_connection hook. Memory from c->pool. */
+apr_status_t ws_driver_async_start(ws_conn_t *wc);
+
+/* Another thread queued output or a close on an async connection: write it
+ * now if nobody else holds the connection, without blocking. */
+void ws_driver_async_kick(ws_conn_t *wc);
+
+/* In a new child: start the async driver's timer thread where the MPM can
+ * park connections. */
+void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s);
+
+/* The async driver's connection hooks. */
+void ws_driver_async_register_hooks(void);
 
 /* 1 if this child is winding down (graceful restart or stop), so open
  * WebSockets should be closed with 1001. */

@@ -530,6 +530,11 @@ int ws_engine_close(ws_engine_t *e, uint16_t code, const char *reason,
     return 0;
 }
 
+void ws_engine_set_ping_interval(ws_engine_t *e, int64_t interval)
+{
+    e->cfg.ping_interval = interval;
+}
+
 int64_t ws_engine_next_deadline(const ws_engine_t *e)
 {
     int64_t next = WS_NO_DEADLINE, t;

@@ -141,6 +141,9 @@ ws_send_result_e ws_engine_send_msg(ws_engine_t *e, ws_msg_t *msg,
 int ws_engine_close(ws_engine_t *e, uint16_t code, const char *reason,
                     size_t reason_len, int64_t now);
 
+/* Change the keepalive ping interval (0 turns pings off). */
+void ws_engine_set_ping_interval(ws_engine_t *e, int64_t interval);
+
 /* Handle the timers due at now: send a keepalive ping, close an idle
  * connection, give up on a close handshake. Returns the time of the next
  * deadline (WS_NO_DEADLINE if none): call again no later than that. */

@@ -60,15 +60,47 @@ static const char *choose_protocol(request_rec *r, const ws_dir_conf_t *conf)
         (const char *const *)allowed->elts, allowed->nelts);
 }
 
+/* The 101 for the async driver: queued, not flushed. The MPM flushes it
+ * once the handler has returned and is about to poll the connection; a
+ * flush here would let a fast client's first frame be read into the
+ * core's buffer, where no poll would report it. */
+static void queue_101(request_rec *r, const char *accept, const char *protocol)
+{
+    conn_rec *c = r->connection;
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, c->bucket_alloc);
+
+    /* mod_ssl's coalescing filter holds small writes until a FLUSH, and
+     * the async driver never flushes (a FLUSH makes the core block): its
+     * frames leave in whole bursts already. Before the 101, so that
+     * nothing is left in it. */
+    ap_remove_output_filter_byhandle(c->output_filters,
+                                     "SSL/TLS Coalescing Filter");
+    apr_brigade_printf(bb, NULL, NULL,
+                       "HTTP/1.1 101 Switching Protocols\r\n"
+                       "Upgrade: websocket\r\n"
+                       "Connection: Upgrade\r\n"
+                       "Sec-WebSocket-Accept: %s\r\n"
+                       "%s%s%s\r\n", accept,
+                       protocol ? "Sec-WebSocket-Protocol: " : "",
+                       protocol ? protocol : "", protocol ? "\r\n" : "");
+    ap_pass_brigade(c->output_filters, bb);
+    apr_brigade_destroy(bb);
+}
+
 /* The 101 (§4.2.2), as an interim response so that httpd sends no second
  * header block when the handler returns. Extensions are all declined for
  * now, which §9.1 allows by leaving the header out. */
-static void send_101(request_rec *r, const char *key, const char *protocol)
+static void send_101(request_rec *r, const char *key, const char *protocol,
+                     int async)
 {
     char accept[WS_HANDSHAKE_ACCEPT_LEN + 1];
 
     ws_handshake_accept_key(key, accept);
     r->status = HTTP_SWITCHING_PROTOCOLS;
+    if (async) {
+        queue_101(r, accept, protocol);
+        return;
+    }
     apr_table_clear(r->headers_out);
     apr_table_setn(r->headers_out, "Upgrade", "websocket");
     apr_table_setn(r->headers_out, "Connection", "Upgrade");
@@ -81,7 +113,8 @@ static void send_101(request_rec *r, const char *key, const char *protocol)
 
 /* After the 101 the connection speaks WebSocket: no request timeouts (they
  * killed idle WebSockets in older modules), no second header block, no
- * keep-alive, and no request-body discard reading frames as a body. */
+ * keep-alive (the async driver turns it back on to stay in the MPM), and
+ * no request-body discard reading frames as a body. */
 static void take_over(request_rec *r)
 {
     conn_rec *c = r->connection;
@@ -94,14 +127,15 @@ static void take_over(request_rec *r)
 static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
 {
     const mws_plugin_t *cb = &conf->plugin->cb;
-    ws_driver_blocking_t *driver;
+    ws_driver_blocking_t *driver = NULL;
+    int async = ws_driver_async_possible(r, conf);
     apr_status_t rv;
     ws_conn_t *wc;
     int status = 0;
 
     if (!(wc = ws_conn_create(r, conf, choose_protocol(r, conf))))
         return HTTP_INTERNAL_SERVER_ERROR;
-    if (!(driver = ws_driver_blocking_create(wc, &rv))) {
+    if (!async && !(driver = ws_driver_blocking_create(wc, &rv))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, WSLOGNO(00021)
                       "websocket: cannot poll the connection");
         ws_conn_discard(wc);
@@ -118,11 +152,16 @@ static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
             status = HTTP_INTERNAL_SERVER_ERROR;
         return refuse(r, status, "refused by the plugin");
     }
-    send_101(r, key, wc->subprotocol);
+    send_101(r, key, wc->subprotocol, async);
     take_over(r);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00022)
-                  "websocket open at %s, protocol %s, blocking driver",
-                  conf->location, wc->subprotocol ? wc->subprotocol : "-");
+                  "websocket open at %s, protocol %s, %s driver",
+                  conf->location, wc->subprotocol ? wc->subprotocol : "-",
+                  async ? "async" : "blocking");
+    if (async) {
+        ws_driver_async_start(wc);
+        return OK;
+    }
     ws_driver_blocking_run(driver);
     ws_conn_finish(wc);
     ws_conn_release(wc);

@@ -301,6 +301,10 @@ class Httpd:
         lines = ["LoadModule %s %s" % (m, MODULES_DIR / so) for m, so in mods]
         if self.websocket:
             lines.append("LoadModule websocket_module %s" % MODULE_SO)
+            # run.sh's second pass: the event MPM's tests again with the
+            # other driver, chosen server-wide.
+            if os.environ.get("MWS_DRIVER"):
+                lines.append("WebSocketDriver %s" % os.environ["MWS_DRIVER"])
         return "\n".join(lines)
 
     def _mpm_block(self):

@@ -1,0 +1,479 @@
+/* ws_driver_async.c: the driver that parks a WebSocket in the event MPM
+ * between bursts, so an idle connection holds no thread.
+ *
+ * The handler queues the 101 without flushing it and returns; the MPM
+ * flushes it and calls our process_connection hook (see
+ * ws_driver_async_start() for how), which runs the engine over what is
+ * ready and parks the connection with CONN_STATE_ASYNC_WAITIO (httpd
+ * 2.4.63+, AP_MPMQ_CAN_WAITIO; mod_http2's h2_c1.c does the same). The MPM
+ * polls it with the vhost Timeout and calls the hook again when it is
+ * ready.
+ *
+ * Three other parties may touch a parked connection's filters, always
+ * under its io_lock and only while io_dead is clear: a plugin thread whose
+ * send finds the lock free writes the frames itself, without blocking; the
+ * per-child reactor thread runs the engine's timers (pings, idle and close
+ * deadlines) and retries output the socket could not take; and the
+ * pre-close hook marks the connection dead before httpd frees it. Nobody
+ * ever blocks on the network here: writes go to the core output filter
+ * without a FLUSH bucket and are pushed with its non-blocking write, and
+ * what does not fit waits in the filters (WANT_WRITE when the owner parks,
+ * the reactor's next round otherwise).
+ */
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "ap_mpm.h"
+#include "http_connection.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_ssl.h"
+#include "util_filter.h"
+
+#include "ws_driver.h"
+#include "ws_log.h"
+
+APLOG_USE_MODULE(websocket);
+
+#define READ_SIZE    (64 * 1024)
+#define IOV_MAX_OUT  16
+#define REACTOR_TICK apr_time_from_msec(200)
+
+struct ws_driver_async {
+    ws_conn_t *wc;              /* our reference */
+    conn_rec *c;
+    apr_bucket_brigade *bb;
+    ap_filter_t *core_out;      /* the last output filter */
+    int64_t next_deadline;      /* the engine's, for the reactor (atomic) */
+    int pending;                /* output waits in the filters (atomic) */
+    int input_done;
+    int woke_mpm;               /* the read side was shut to wake the MPM */
+    int finished;
+    int started;                /* our hook has run: from then on httpd
+                                   touches the filters only through us */
+    ap_filter_t *first_round;   /* see first_round_filter() */
+};
+
+static ap_filter_rec_t *first_round_rec;
+
+static int reactor_running;
+static pthread_t reactor;
+static volatile int reactor_stop;
+
+/* ---- writing, for whoever holds io_lock ---- */
+
+/* Push what the filters hold with one non-blocking write. */
+static apr_status_t push_pending(ws_driver_async_t *a)
+{
+    apr_status_t rv = a->core_out->frec->filter_func.out_func(a->core_out,
+                                                              NULL);
+
+    __atomic_store_n(&a->pending, a->c->data_in_output_filters != 0,
+                     __ATOMIC_RELAXED);
+    return rv;
+}
+
+/* Move the engine's output into the filters until they are full. A broken
+ * connection counts as the peer's EOF. Returns 1 while output waits. */
+static int pump_output(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+    ws_iovec_t iov[IOV_MAX_OUT];
+    apr_size_t total;
+    apr_status_t rv = APR_SUCCESS;
+    int n, i;
+
+    for (;;) {
+        if (a->c->data_in_output_filters
+            && ((rv = push_pending(a)) != APR_SUCCESS
+                || a->c->data_in_output_filters))
+            break;
+        pthread_mutex_lock(&wc->lock);
+        n = ws_engine_output(wc->engine, iov, IOV_MAX_OUT);
+        pthread_mutex_unlock(&wc->lock);
+        if (n == 0)
+            break;
+        for (i = 0, total = 0; i < n; i++) {
+            APR_BRIGADE_INSERT_TAIL(a->bb, apr_bucket_transient_create(
+                iov[i].base, iov[i].len, a->c->bucket_alloc));
+            total += iov[i].len;
+        }
+        /* No FLUSH: that would make the core block. What it cannot write
+         * now it copies aside, so the frames may be released. */
+        rv = ap_pass_brigade(a->c->output_filters, a->bb);
+        apr_brigade_cleanup(a->bb);
+        if (rv != APR_SUCCESS)
+            break;
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_written(wc->engine, total);
+        pthread_mutex_unlock(&wc->lock);
+        if ((rv = push_pending(a)) != APR_SUCCESS)
+            break;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, a->c, WSLOGNO(00030)
+                      "websocket write failed");
+        a->input_done = 1;
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_eof(wc->engine, apr_time_now());
+        pthread_mutex_unlock(&wc->lock);
+        __atomic_store_n(&a->pending, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return a->c->data_in_output_filters != 0;
+}
+
+static int want_close(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+    int done;
+
+    pthread_mutex_lock(&wc->lock);
+    done = ws_engine_want_close(wc->engine)
+           || (a->input_done && !ws_engine_has_output(wc->engine));
+    pthread_mutex_unlock(&wc->lock);
+    return done;
+}
+
+static int has_output(ws_conn_t *wc)
+{
+    int out;
+
+    pthread_mutex_lock(&wc->lock);
+    out = wc->engine && ws_engine_has_output(wc->engine);
+    pthread_mutex_unlock(&wc->lock);
+    return out;
+}
+
+/* Timers and output for a connection the owner is not serving; if it is
+ * done, shut its read side so that the MPM's poll wakes the owner to
+ * close it (no other thread may close a parked connection). */
+static void service_parked_locked(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+    int64_t next;
+
+    pthread_mutex_lock(&wc->lock);
+    next = ws_engine_tick(wc->engine, apr_time_now());
+    pthread_mutex_unlock(&wc->lock);
+    __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
+    pump_output(a);
+    if (!a->woke_mpm && want_close(a)) {
+        a->woke_mpm = 1;
+        apr_socket_shutdown(ap_get_conn_socket(a->c), APR_SHUTDOWN_READ);
+    }
+}
+
+void ws_driver_async_kick(ws_conn_t *wc)
+{
+    ws_driver_async_t *a = wc->async;
+
+    /* Whoever holds the lock looks at the output again after releasing
+     * it, so giving up here loses nothing. */
+    while (pthread_mutex_trylock(&wc->io_lock) == 0) {
+        int busy = wc->io_dead || !a->started;
+
+        if (!busy)
+            service_parked_locked(a);
+        pthread_mutex_unlock(&wc->io_lock);
+        if (busy || __atomic_load_n(&a->pending, __ATOMIC_RELAXED)
+            || !has_output(wc))
+            break;
+    }
+}
+
+/* ---- the reactor: one thread per child for timers and stuck output ---- */
+
+static void reactor_visit(ws_conn_t *wc, void *arg)
+{
+    ws_driver_async_t *a = wc->async;
+    apr_time_t now = *(apr_time_t *)arg;
+
+    if (!a)
+        return;
+    if (!__atomic_load_n(&a->pending, __ATOMIC_RELAXED)
+        && now < __atomic_load_n(&a->next_deadline, __ATOMIC_RELAXED))
+        return;
+    if (pthread_mutex_trylock(&wc->io_lock) != 0)
+        return;                 /* its owner is at it */
+    if (!wc->io_dead && a->started)
+        service_parked_locked(a);
+    pthread_mutex_unlock(&wc->io_lock);
+}
+
+static void *reactor_main(void *arg)
+{
+    apr_time_t now;
+
+    (void)arg;
+    while (!reactor_stop) {
+        apr_sleep(REACTOR_TICK);
+        now = apr_time_now();
+        ws_conn_for_each(reactor_visit, &now);
+    }
+    return NULL;
+}
+
+static apr_status_t reactor_join(void *data)
+{
+    (void)data;
+    reactor_stop = 1;
+    pthread_join(reactor, NULL);
+    reactor_running = 0;
+    return APR_SUCCESS;
+}
+
+void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    sigset_t all, old;
+    int can = 0, rv;
+
+    if (ap_mpm_query(AP_MPMQ_CAN_WAITIO, &can) != APR_SUCCESS || !can)
+        return;
+    /* httpd's signals are for its own threads. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rv = pthread_create(&reactor, NULL, reactor_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rv != 0) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, APR_FROM_OS_ERROR(rv), s,
+                     WSLOGNO(00031)
+                     "websocket: cannot start the async driver's thread; "
+                     "connections will use the blocking driver");
+        return;
+    }
+    reactor_running = 1;
+    apr_pool_cleanup_register(pchild, NULL, reactor_join,
+                              apr_pool_cleanup_null);
+}
+
+/* ---- the connection's life ---- */
+
+int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf)
+{
+    conn_rec *c = r->connection;
+
+    /* HTTP/2 streams and MPMs that cannot wait for I/O get the blocking
+     * driver; so does an explicit WebSocketDriver blocking. So do TLS
+     * connections for now: pushes to parked mod_ssl connections are lost
+     * in one case the tests found and that is not understood yet. */
+    return conf->driver != WS_DRIVER_BLOCKING && reactor_running
+        && c->cs != NULL && c->master == NULL && !ap_ssl_conn_is_ssl(c);
+}
+
+static void finish(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+
+    if (a->finished)
+        return;
+    a->finished = 1;
+    pthread_mutex_lock(&wc->io_lock);
+    wc->io_dead = 1;
+    pthread_mutex_unlock(&wc->io_lock);
+    pthread_mutex_lock(&wc->lock);
+    if (!ws_engine_want_close(wc->engine))
+        ws_engine_eof(wc->engine, apr_time_now());
+    pthread_mutex_unlock(&wc->lock);
+    ws_conn_finish(wc);
+    ap_set_module_config(a->c->conn_config, &websocket_module, NULL);
+    ws_conn_release(wc);
+}
+
+static apr_status_t finish_cleanup(void *data)
+{
+    finish(data);
+    return APR_SUCCESS;
+}
+
+/* Answers httpd's speculative look for a pipelined request with one byte
+ * until our hook removes it; any other read passes through. */
+static apr_status_t first_round_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                       ap_input_mode_t mode,
+                                       apr_read_type_e block,
+                                       apr_off_t readbytes)
+{
+    if (mode != AP_MODE_SPECULATIVE)
+        return ap_get_brigade(f->next, bb, mode, block, readbytes);
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_immortal_create(
+        "W", 1, f->c->bucket_alloc));
+    return APR_SUCCESS;
+}
+
+apr_status_t ws_driver_async_start(ws_conn_t *wc)
+{
+    conn_rec *c = wc->c;
+    ws_driver_async_t *a = apr_pcalloc(c->pool, sizeof(*a));
+    apr_interval_time_t timeout, ping;
+
+    a->wc = wc;
+    a->c = c;
+    a->bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    for (a->core_out = c->output_filters; a->core_out->next;
+         a->core_out = a->core_out->next)
+        ;
+    /* A parked connection is under the vhost's Timeout too: ping often
+     * enough that a live client's pongs keep it from the MPM's timeout. */
+    timeout = c->base_server->timeout;
+    pthread_mutex_lock(&wc->lock);
+    ping = wc->conf->ping_interval;
+    if (timeout > 0 && (ping <= 0 || ping > timeout / 2))
+        ws_engine_set_ping_interval(wc->engine, timeout / 2);
+    a->next_deadline = ws_engine_next_deadline(wc->engine);
+    pthread_mutex_unlock(&wc->lock);
+    wc->async = a;
+    wc->r = NULL;               /* the request ends with the handler */
+    ap_set_module_config(c->conn_config, &websocket_module, a);
+    /* A backstop for closes that skip the pre-close hook. */
+    apr_pool_cleanup_register(c->pool, a, finish_cleanup,
+                              apr_pool_cleanup_null);
+    /* After the handler, httpd's own thread still finishes the request
+     * and flushes the 101 through these filters, so nobody else may write
+     * to them until our hook has run once. To have the MPM call it right
+     * after that flush, whatever the client does, first_round_filter()
+     * shows httpd's check for a pipelined request one byte of input:
+     * keep-alive then leads straight back to the process_connection
+     * hooks (event.c, process_socket()). Clogging input filters keep it
+     * calling them, not the HTTP/1 parser, on every later round. */
+    a->first_round = ap_add_input_filter_handle(first_round_rec, a, NULL, c);
+    c->keepalive = AP_CONN_KEEPALIVE;
+    c->cs->sense = CONN_SENSE_DEFAULT;
+    c->clogging_input_filters = 1;
+    return APR_SUCCESS;
+}
+
+static void read_input(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+    ws_event_type_e t;
+    ws_event_t ev;
+    apr_status_t rv;
+    apr_bucket *b;
+    const char *data;
+    apr_size_t len;
+    size_t used;
+
+    /* To EAGAIN: mod_ssl may hold decrypted bytes no poll reports. */
+    while (!a->input_done) {
+        rv = ap_get_brigade(a->c->input_filters, a->bb, AP_MODE_READBYTES,
+                            APR_NONBLOCK_READ, READ_SIZE);
+        if (APR_STATUS_IS_EAGAIN(rv)
+            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(a->bb)))
+            break;
+        if (rv != APR_SUCCESS) {
+            a->input_done = 1;
+            break;
+        }
+        for (b = APR_BRIGADE_FIRST(a->bb); b != APR_BRIGADE_SENTINEL(a->bb);
+             b = APR_BUCKET_NEXT(b)) {
+            if (APR_BUCKET_IS_EOS(b)) {
+                a->input_done = 1;
+                break;
+            }
+            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
+                != APR_SUCCESS)
+                continue;
+            do {
+                pthread_mutex_lock(&wc->lock);
+                t = ws_engine_feed(wc->engine, (const uint8_t *)data, len,
+                                   &used, apr_time_now(), &ev);
+                pthread_mutex_unlock(&wc->lock);
+                data += used;
+                len -= used;
+                if (t != WS_EVENT_NONE)
+                    ws_conn_dispatch(wc, &ev);
+            } while (t != WS_EVENT_NONE);
+        }
+        apr_brigade_cleanup(a->bb);
+    }
+    if (a->input_done) {
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_eof(wc->engine, apr_time_now());
+        pthread_mutex_unlock(&wc->lock);
+    }
+}
+
+/* The MPM hands us the connection: input or writability arrived (or the
+ * reactor shut the read side to say it is done). Serve it and park it. */
+static int ws_async_process_connection(conn_rec *c)
+{
+    ws_driver_async_t *a = ap_get_module_config(c->conn_config,
+                                                &websocket_module);
+    ws_conn_t *wc;
+    int pending, stopping;
+    int64_t next;
+
+    if (!a || a->finished)
+        return DECLINED;
+    wc = a->wc;
+    c->clogging_input_filters = 0;
+    pthread_mutex_lock(&wc->io_lock);
+    if (!a->started) {
+        ap_remove_input_filter(a->first_round);
+        a->started = 1;
+    }
+    pending = a->c->data_in_output_filters && pump_output(a);
+    if (!pending)
+        read_input(a);
+    stopping = ws_driver_child_stopping();
+    pthread_mutex_lock(&wc->lock);
+    if (stopping)
+        ws_engine_close(wc->engine, WS_CLOSE_GOING_AWAY,
+                        "server shutting down", 20, apr_time_now());
+    next = ws_engine_tick(wc->engine, apr_time_now());
+    pthread_mutex_unlock(&wc->lock);
+    __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
+    pending = pump_output(a);
+    if (want_close(a)) {
+        pthread_mutex_unlock(&wc->io_lock);
+        c->cs->state = CONN_STATE_LINGER;
+        return OK;
+    }
+    c->cs->state = CONN_STATE_ASYNC_WAITIO;
+    c->cs->sense = pending ? CONN_SENSE_WANT_WRITE : CONN_SENSE_WANT_READ;
+    pthread_mutex_unlock(&wc->io_lock);
+    /* A send that found the lock taken left its frames to us. */
+    if (!pending && has_output(wc))
+        ws_driver_async_kick(wc);
+    return OK;
+}
+
+/* httpd closes the connection: we asked for it, or the MPM gave up on it
+ * (its Timeout while parked, a hard stop). A WebSocket still open gets a
+ * 1001 close frame, if the socket takes it now. */
+static int ws_async_pre_close(conn_rec *c)
+{
+    ws_driver_async_t *a = ap_get_module_config(c->conn_config,
+                                                &websocket_module);
+    ws_conn_t *wc;
+
+    if (!a || a->finished)
+        return OK;
+    wc = a->wc;
+    pthread_mutex_lock(&wc->io_lock);
+    pthread_mutex_lock(&wc->lock);
+    if (ws_engine_close(wc->engine, WS_CLOSE_GOING_AWAY, "server closing",
+                        14, apr_time_now()) == 0) {
+        pthread_mutex_unlock(&wc->lock);
+        pump_output(a);
+    }
+    else {
+        pthread_mutex_unlock(&wc->lock);
+    }
+    pthread_mutex_unlock(&wc->io_lock);
+    finish(a);
+    return OK;
+}
+
+void ws_driver_async_register_hooks(void)
+{
+    first_round_rec = ap_register_input_filter("WS_FIRST_ROUND",
+                                               first_round_filter, NULL,
+                                               AP_FTYPE_CONNECTION + 9);
+    /* First, ahead of mod_http2's and the core's HTTP/1 handling, which
+     * would read WebSocket frames as requests. */
+    ap_hook_process_connection(ws_async_process_connection, NULL, NULL,
+                               APR_HOOK_FIRST);
+    ap_hook_pre_close_connection(ws_async_pre_close, NULL, NULL,
+                                 APR_HOOK_MIDDLE);
+}
