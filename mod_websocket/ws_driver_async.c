@@ -49,6 +49,8 @@ struct ws_driver_async {
     int input_done;
     int woke_mpm;               /* the read side was shut to wake the MPM */
     int finished;
+    int wrote;                  /* output left since the last drain */
+    int drain_due;              /* on_drain owed (atomic) */
     int started;                /* our hook has run: from then on httpd
                                    touches the filters only through us */
     ap_filter_t *first_round;   /* see first_round_filter() */
@@ -107,6 +109,7 @@ static int pump_output(ws_driver_async_t *a)
         pthread_mutex_lock(&wc->lock);
         ws_engine_written(wc->engine, total);
         pthread_mutex_unlock(&wc->lock);
+        a->wrote = 1;
         if ((rv = push_pending(a)) != APR_SUCCESS)
             break;
     }
@@ -121,6 +124,24 @@ static int pump_output(ws_driver_async_t *a)
         return 0;
     }
     return a->c->data_in_output_filters != 0;
+}
+
+/* 1 once output written since the last on_drain has all left, while the
+ * connection is open: on_drain is owed. */
+static int drained(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+    int done;
+
+    if (!a->wrote || a->c->data_in_output_filters)
+        return 0;
+    pthread_mutex_lock(&wc->lock);
+    done = !ws_engine_has_output(wc->engine)
+           && ws_engine_state(wc->engine) == WS_STATE_OPEN;
+    pthread_mutex_unlock(&wc->lock);
+    if (done)
+        a->wrote = 0;
+    return done;
 }
 
 static int want_close(ws_driver_async_t *a)
@@ -158,6 +179,10 @@ static void service_parked_locked(ws_driver_async_t *a)
     pthread_mutex_unlock(&wc->lock);
     __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
     pump_output(a);
+    /* Not called here: this may be another connection's callback, holding
+     * the plugin's locks. The reactor or the owner calls it. */
+    if (drained(a))
+        __atomic_store_n(&a->drain_due, 1, __ATOMIC_RELAXED);
     if (!a->woke_mpm && want_close(a)) {
         a->woke_mpm = 1;
         apr_socket_shutdown(ap_get_conn_socket(a->c), APR_SHUTDOWN_READ);
@@ -182,6 +207,17 @@ void ws_driver_async_kick(ws_conn_t *wc)
     }
 }
 
+/* on_drain, if owed, with io_lock held: one callback at a time. */
+static void call_drain_locked(ws_driver_async_t *a)
+{
+    const mws_plugin_t *cb = &a->wc->plugin->cb;
+
+    if (!__atomic_exchange_n(&a->drain_due, 0, __ATOMIC_RELAXED))
+        return;
+    if (cb->on_drain)
+        cb->on_drain(&a->wc->pub);
+}
+
 /* ---- the reactor: one thread per child for timers and stuck output ---- */
 
 static void reactor_visit(ws_conn_t *wc, void *arg)
@@ -192,12 +228,15 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
     if (!a)
         return;
     if (!__atomic_load_n(&a->pending, __ATOMIC_RELAXED)
+        && !__atomic_load_n(&a->drain_due, __ATOMIC_RELAXED)
         && now < __atomic_load_n(&a->next_deadline, __ATOMIC_RELAXED))
         return;
     if (pthread_mutex_trylock(&wc->io_lock) != 0)
         return;                 /* its owner is at it */
-    if (!wc->io_dead && a->started)
+    if (!wc->io_dead && a->started) {
         service_parked_locked(a);
+        call_drain_locked(a);
+    }
     pthread_mutex_unlock(&wc->io_lock);
 }
 
@@ -424,6 +463,9 @@ static int ws_async_process_connection(conn_rec *c)
     pthread_mutex_unlock(&wc->lock);
     __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
     pending = pump_output(a);
+    if (!pending && drained(a))
+        __atomic_store_n(&a->drain_due, 1, __ATOMIC_RELAXED);
+    call_drain_locked(a);
     if (want_close(a)) {
         pthread_mutex_unlock(&wc->io_lock);
         c->cs->state = CONN_STATE_LINGER;
