@@ -220,3 +220,27 @@ $(BUILD)/bench/ws_hotloops: bench/ws_hotloops.c $(BUILD)/core/ws_mask.o \
 
 clean:
 	rm -rf $(BUILD)
+
+# The WebSocket server benchmark (bench/README.md): bench/run.sh installs
+# what it lacks, builds the module, the handlers and the binaries below,
+# and runs every peer server through every scenario. QUICK=1 for a smoke
+# run.
+.PHONY: benchmark
+
+benchmark:
+	BUILD=$(BUILD) bench/run.sh
+
+$(BUILD)/bench/ws_load: bench/ws_load.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $< -o $@
+
+$(BUILD)/bench/lws_echo: bench/lws_echo.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) $< -o $@ \
+	    $$(pkg-config --cflags --libs libwebsockets)
+
+$(BUILD)/bench/plugins/fanout.so: bench/plugins/fanout.c \
+                                  include/mod_websocket_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude $< -o $@ \
+	    -lpthread

@@ -1,0 +1,242 @@
+/* lws_echo.c: the benchmark's libwebsockets peer, against Debian's
+ * libwebsockets-dev (4.1), with its default event loop (poll) on one
+ * thread.
+ *
+ *   lws_echo PORT
+ *
+ * Listens on 127.0.0.1:PORT, any path, and echoes every message with its
+ * type (UTF-8 of text checked, as the other peers do). The text command
+ * "burst K S" sends K text messages of S bytes (default 64) to every open
+ * connection, like bench/plugins/fanout.c and bench/node_echo.js.
+ *
+ * Writes happen in LWS_CALLBACK_SERVER_WRITEABLE, several per callback
+ * while lws_partial_buffered() says the socket took the last one whole (at
+ * most 64, so one connection cannot starve the others), as lws-ws-state.h
+ * allows.
+ */
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_MSG (16u << 20)
+#define WRITES_PER_CALLBACK 64
+
+typedef struct msg {
+    struct msg *next;
+    size_t len;
+    int binary;
+    unsigned char buf[];    /* LWS_PRE + len */
+} msg_t;
+
+typedef struct pss {
+    struct pss *prev, *next;    /* every open connection */
+    struct lws *wsi;
+    msg_t *head, *tail;         /* echoes to write, in order */
+    unsigned char *rx;          /* the message being received */
+    size_t rx_len, rx_cap;
+    long burst_left;            /* burst messages still to write */
+} pss_t;
+
+static pss_t *all;
+static long n_all;
+static unsigned char *burst_buf;    /* LWS_PRE + burst_size */
+static size_t burst_size;
+static volatile sig_atomic_t interrupted;
+static struct lws_context *context;
+
+static void burst(struct lws *wsi, long k, size_t size)
+{
+    pss_t *p;
+
+    if (size > burst_size || !burst_buf) {
+        unsigned char *b = realloc(burst_buf, LWS_PRE + size);
+
+        if (!b)
+            return;
+        burst_buf = b;
+    }
+    burst_size = size;
+    memset(burst_buf + LWS_PRE, 'x', size);
+    for (p = all; p; p = p->next)
+        p->burst_left += k;
+    lws_callback_on_writable_all_protocol(lws_get_context(wsi),
+                                          lws_get_protocol(wsi));
+}
+
+static int on_message(struct lws *wsi, pss_t *pss, int binary)
+{
+    msg_t *m;
+    long k, s = 64;
+    char cmd[64];
+
+    if (!binary && pss->rx_len > 6 && pss->rx_len < sizeof(cmd)
+        && !memcmp(pss->rx, "burst ", 6)) {
+        memcpy(cmd, pss->rx, pss->rx_len);
+        cmd[pss->rx_len] = '\0';
+        if (sscanf(cmd, "burst %ld %ld", &k, &s) >= 1 && k > 0 && s >= 0) {
+            burst(wsi, k > 1000000 ? 1000000 : k,
+                  (size_t)(s > (1 << 20) ? (1 << 20) : s));
+            return 0;
+        }
+    }
+    if (!(m = malloc(sizeof(*m) + LWS_PRE + pss->rx_len)))
+        return -1;
+    m->next = NULL;
+    m->len = pss->rx_len;
+    m->binary = binary;
+    memcpy(m->buf + LWS_PRE, pss->rx, pss->rx_len);
+    if (pss->tail)
+        pss->tail->next = m;
+    else
+        pss->head = m;
+    pss->tail = m;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
+{
+    pss_t *pss = user;
+    int writes;
+
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(pss, 0, sizeof(*pss));
+        pss->wsi = wsi;
+        pss->next = all;
+        if (all)
+            all->prev = pss;
+        all = pss;
+        n_all++;
+        break;
+
+    case LWS_CALLBACK_CLOSED:
+        if (pss->prev)
+            pss->prev->next = pss->next;
+        else if (all == pss)
+            all = pss->next;
+        if (pss->next)
+            pss->next->prev = pss->prev;
+        n_all--;
+        while (pss->head) {
+            msg_t *m = pss->head;
+
+            pss->head = m->next;
+            free(m);
+        }
+        pss->tail = NULL;
+        free(pss->rx);
+        pss->rx = NULL;
+        break;
+
+    case LWS_CALLBACK_RECEIVE:
+        if (lws_is_first_fragment(wsi))
+            pss->rx_len = 0;
+        if (pss->rx_len + len > MAX_MSG)
+            return -1;
+        if (pss->rx_len + len > pss->rx_cap) {
+            size_t cap = (pss->rx_len + len) * 2;
+            unsigned char *b = realloc(pss->rx, cap);
+
+            if (!b)
+                return -1;
+            pss->rx = b;
+            pss->rx_cap = cap;
+        }
+        memcpy(pss->rx + pss->rx_len, in, len);
+        pss->rx_len += len;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
+            return on_message(wsi, pss, lws_frame_is_binary(wsi));
+        break;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        for (writes = 0; writes < WRITES_PER_CALLBACK; writes++) {
+            if (pss->head) {
+                msg_t *m = pss->head;
+
+                if (lws_write(wsi, m->buf + LWS_PRE, m->len,
+                              m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
+                    < (int)m->len)
+                    return -1;
+                if (!(pss->head = m->next))
+                    pss->tail = NULL;
+                free(m);
+            }
+            else if (pss->burst_left > 0) {
+                if (lws_write(wsi, burst_buf + LWS_PRE, burst_size,
+                              LWS_WRITE_TEXT) < (int)burst_size)
+                    return -1;
+                pss->burst_left--;
+            }
+            else {
+                break;
+            }
+            if (lws_partial_buffered(wsi))
+                break;
+        }
+        if (pss->head || pss->burst_left > 0)
+            lws_callback_on_writable(wsi);
+        break;
+
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    /* First, so that it serves upgrades that name no subprotocol. */
+    { "echo", callback, sizeof(pss_t), 65536, 0, NULL, 0 },
+    { NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+    if (context)
+        lws_cancel_service(context);
+}
+
+int main(int argc, char **argv)
+{
+    struct lws_context_creation_info info;
+    int port = argc == 2 ? atoi(argv[1]) : 0;
+
+    if (port <= 0 || port > 65535) {
+        fprintf(stderr, "usage: lws_echo PORT\n");
+        return 1;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
+
+    memset(&info, 0, sizeof(info));
+    info.port = port;
+    info.iface = "127.0.0.1";
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8
+                   | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.pt_serv_buf_size = 65536;
+    info.timeout_secs = 30;
+    info.gid = -1;
+    info.uid = -1;
+    if (!(context = lws_create_context(&info))) {
+        fprintf(stderr, "lws_echo: lws_create_context failed\n");
+        return 1;
+    }
+    printf("lws_echo: libwebsockets %s on 127.0.0.1:%d\n",
+           lws_get_library_version(), port);
+    fflush(stdout);
+    while (!interrupted)
+        if (lws_service(context, 0) < 0)
+            break;
+    lws_context_destroy(context);
+    free(burst_buf);
+    return 0;
+}
