@@ -393,3 +393,21 @@ void ws_conn_dispatch(ws_conn_t *wc, const ws_event_t *ev)
         break;
     }
 }
+
+void ws_conn_feed(ws_conn_t *wc, const char *data, size_t len)
+{
+    ws_event_type_e t;
+    ws_event_t ev;
+    size_t used;
+
+    do {
+        pthread_mutex_lock(&wc->lock);
+        t = ws_engine_feed(wc->engine, (const uint8_t *)data, len, &used,
+                           apr_time_now(), &ev);
+        pthread_mutex_unlock(&wc->lock);
+        data += used;
+        len -= used;
+        if (t != WS_EVENT_NONE)
+            ws_conn_dispatch(wc, &ev);
+    } while (t != WS_EVENT_NONE);
+}

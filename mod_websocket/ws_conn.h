@@ -90,6 +90,10 @@ void ws_conn_close_all(uint16_t code, const char *reason);
  * lock: fn must not block nor finish connections. Any thread. */
 void ws_conn_for_each(void (*fn)(ws_conn_t *wc, void *arg), void *arg);
 
+/* Feed input to the engine and hand each event to the plugin, with the
+ * lock released while the plugin runs. Owner thread. */
+void ws_conn_feed(ws_conn_t *wc, const char *data, size_t len);
+
 /* Call the plugin's callbacks for an engine event. Owner thread, without
  * the lock. */
 void ws_conn_dispatch(ws_conn_t *wc, const ws_event_t *ev);

@@ -384,13 +384,10 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
 static void read_input(ws_driver_async_t *a)
 {
     ws_conn_t *wc = a->wc;
-    ws_event_type_e t;
-    ws_event_t ev;
     apr_status_t rv;
     apr_bucket *b;
     const char *data;
     apr_size_t len;
-    size_t used;
 
     /* To EAGAIN: mod_ssl may hold decrypted bytes no poll reports. */
     while (!a->input_done) {
@@ -410,18 +407,8 @@ static void read_input(ws_driver_async_t *a)
                 break;
             }
             if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
-                != APR_SUCCESS)
-                continue;
-            do {
-                pthread_mutex_lock(&wc->lock);
-                t = ws_engine_feed(wc->engine, (const uint8_t *)data, len,
-                                   &used, apr_time_now(), &ev);
-                pthread_mutex_unlock(&wc->lock);
-                data += used;
-                len -= used;
-                if (t != WS_EVENT_NONE)
-                    ws_conn_dispatch(wc, &ev);
-            } while (t != WS_EVENT_NONE);
+                == APR_SUCCESS)
+                ws_conn_feed(wc, data, len);
         }
         apr_brigade_cleanup(a->bb);
     }

@@ -83,27 +83,6 @@ ws_driver_blocking_t *ws_driver_blocking_create(ws_conn_t *wc,
     return d;
 }
 
-/* Feed one chunk of input to the engine, handing each event to the plugin
- * with the lock released. */
-static void feed(ws_driver_blocking_t *d, const char *data, apr_size_t len)
-{
-    ws_conn_t *wc = d->wc;
-    ws_event_type_e t;
-    ws_event_t ev;
-    size_t used;
-
-    do {
-        pthread_mutex_lock(&wc->lock);
-        t = ws_engine_feed(wc->engine, (const uint8_t *)data, len, &used,
-                           apr_time_now(), &ev);
-        pthread_mutex_unlock(&wc->lock);
-        data += used;
-        len -= used;
-        if (t != WS_EVENT_NONE)
-            ws_conn_dispatch(wc, &ev);
-    } while (t != WS_EVENT_NONE);
-}
-
 /* Read what is ready, without blocking. Reading to EAGAIN matters: mod_ssl
  * may hold decrypted bytes that no poll of the socket would report. */
 static void read_input(ws_driver_blocking_t *d)
@@ -136,7 +115,7 @@ static void read_input(ws_driver_blocking_t *d)
             }
             if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
                 == APR_SUCCESS && len)
-                feed(d, data, len);
+                ws_conn_feed(d->wc, data, len);
         }
         apr_brigade_cleanup(d->bb);
     }
