@@ -27,7 +27,6 @@
 #include "http_connection.h"
 #include "http_core.h"
 #include "http_log.h"
-#include "http_ssl.h"
 #include "util_filter.h"
 
 #include "ws_driver.h"
@@ -293,11 +292,9 @@ int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf)
     conn_rec *c = r->connection;
 
     /* HTTP/2 streams and MPMs that cannot wait for I/O get the blocking
-     * driver; so does an explicit WebSocketDriver blocking. So do TLS
-     * connections for now: pushes to parked mod_ssl connections are lost
-     * in one case the tests found and that is not understood yet. */
+     * driver; so does an explicit WebSocketDriver blocking. */
     return conf->driver != WS_DRIVER_BLOCKING && reactor_running
-        && c->cs != NULL && c->master == NULL && !ap_ssl_conn_is_ssl(c);
+        && c->cs != NULL && c->master == NULL;
 }
 
 static void finish(ws_driver_async_t *a)
@@ -496,9 +493,11 @@ static int ws_async_pre_close(conn_rec *c)
 
 void ws_driver_async_register_hooks(void)
 {
+    /* Above mod_ssl's filter (AP_FTYPE_CONNECTION + 5): below it, the
+     * speculative read would reach us as mod_ssl's read of TLS records. */
     first_round_rec = ap_register_input_filter("WS_FIRST_ROUND",
                                                first_round_filter, NULL,
-                                               AP_FTYPE_CONNECTION + 9);
+                                               AP_FTYPE_CONNECTION);
     /* First, ahead of mod_http2's and the core's HTTP/1 handling, which
      * would read WebSocket frames as requests. */
     ap_hook_process_connection(ws_async_process_connection, NULL, NULL,
