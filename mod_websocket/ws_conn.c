@@ -56,11 +56,20 @@ static void registry_remove(ws_conn_t *wc)
 
 /* ---- the server functions of the plugin API ---- */
 
+/* 1 if the caller is the owner thread inside ws_conn_feed(), which writes
+ * the engine's output once the plugin returns: waking the driver would
+ * only cost it system calls. Under the lock. */
+static int from_feed_locked(const ws_conn_t *wc)
+{
+    return wc->feeding && pthread_equal(wc->feeder, pthread_self());
+}
+
 static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
                                   const void *data, size_t len)
 {
     ws_conn_t *wc = CONN(h);
     ws_send_result_e r = WS_SEND_CLOSED;
+    int nudge = 0;
 
     if (type != MWS_TEXT && type != MWS_BINARY)
         return MWS_SEND_REFUSED;
@@ -72,11 +81,13 @@ static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
             wc->msgs_out++;
             wc->bytes_out += len;
         }
-        if ((r == WS_SEND_QUEUED || r == WS_SEND_FAILED) && wc->wake)
+        nudge = (r == WS_SEND_QUEUED || r == WS_SEND_FAILED)
+                && !from_feed_locked(wc);
+        if (nudge && wc->wake)
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
-    if (wc->async && (r == WS_SEND_QUEUED || r == WS_SEND_FAILED))
+    if (nudge && wc->async)
         ws_driver_async_kick(wc);
     switch (r) {
     case WS_SEND_QUEUED:
@@ -106,7 +117,7 @@ static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
 {
     ws_conn_t *wc = CONN(h);
     size_t len = reason ? strlen(reason) : 0;
-    int rc = -1;
+    int rc = -1, nudge = 0;
 
     /* §7.4: a plugin may send a registered code or 3000-4999, but not
      * claim the protocol or data errors the engine itself detects, nor
@@ -119,11 +130,12 @@ static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
     pthread_mutex_lock(&wc->lock);
     if (wc->engine) {
         rc = ws_engine_close(wc->engine, code, reason, len, apr_time_now());
-        if (rc == 0 && wc->wake)
+        nudge = rc == 0 && !from_feed_locked(wc);
+        if (nudge && wc->wake)
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
-    if (rc == 0 && wc->async)
+    if (nudge && wc->async)
         ws_driver_async_kick(wc);
     return rc;
 }
@@ -400,6 +412,10 @@ void ws_conn_feed(ws_conn_t *wc, const char *data, size_t len)
     ws_event_t ev;
     size_t used;
 
+    pthread_mutex_lock(&wc->lock);
+    wc->feeding = 1;
+    wc->feeder = pthread_self();
+    pthread_mutex_unlock(&wc->lock);
     do {
         pthread_mutex_lock(&wc->lock);
         t = ws_engine_feed(wc->engine, (const uint8_t *)data, len, &used,
@@ -410,4 +426,7 @@ void ws_conn_feed(ws_conn_t *wc, const char *data, size_t len)
         if (t != WS_EVENT_NONE)
             ws_conn_dispatch(wc, &ev);
     } while (t != WS_EVENT_NONE);
+    pthread_mutex_lock(&wc->lock);
+    wc->feeding = 0;
+    pthread_mutex_unlock(&wc->lock);
 }

@@ -26,10 +26,12 @@ struct ws_conn {
     mws_conn_t pub;              /* first: the plugin's handle */
     uint32_t refs;               /* atomic: the driver's, and mws_hold()s */
 
-    pthread_mutex_t lock;        /* guards the fields down to 'wake_ctx' */
+    pthread_mutex_t lock;        /* guards the fields down to 'feeder' */
     ws_engine_t *engine;         /* NULL once the connection is gone */
     ws_conn_wake_fn *wake;
     void *wake_ctx;
+    int feeding;                 /* the owner is in ws_conn_feed(), */
+    pthread_t feeder;            /* on this thread */
 
     /* The async driver's: whoever touches the connection's filters holds
      * io_lock (the owner servicing it, a pusher writing to it parked, the

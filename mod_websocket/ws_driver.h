@@ -13,6 +13,23 @@
 
 #include "ws_conn.h"
 
+/* One read's size. */
+#define WS_READ_SIZE (64 * 1024)
+
+/* Read what wc's connection has ready, without blocking, and feed it to
+ * the engine (whose events go to the plugin). At most max_reads reads (0:
+ * no limit). APR_SUCCESS: nothing more to read now; APR_INCOMPLETE: it
+ * stopped at max_reads with input perhaps still there; APR_EOF: the input
+ * ended or failed. */
+apr_status_t ws_driver_read(ws_conn_t *wc, apr_bucket_brigade *bb,
+                            int max_reads);
+
+/* Pass up to max bytes of the engine's output to wc's connection output
+ * filters, without FLUSH, and count them written; *passed says how many.
+ * Fails only when the filters do (the connection is broken). */
+apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
+                                   apr_size_t max, apr_size_t *passed);
+
 typedef struct ws_driver_blocking ws_driver_blocking_t;
 
 /* Get ready to run wc on its request's connection: the poll set and its

@@ -34,8 +34,6 @@
 
 APLOG_USE_MODULE(websocket);
 
-#define READ_SIZE    (64 * 1024)
-#define IOV_MAX_OUT  16
 #define REACTOR_TICK apr_time_from_msec(200)
 
 struct ws_driver_async {
@@ -43,6 +41,7 @@ struct ws_driver_async {
     conn_rec *c;
     apr_bucket_brigade *bb;
     ap_filter_t *core_out;      /* the last output filter */
+    apr_size_t write_max;       /* bytes per pass: see pump_output() */
     int64_t next_deadline;      /* the engine's, for the reactor (atomic) */
     int pending;                /* output waits in the filters (atomic) */
     int input_done;
@@ -74,47 +73,28 @@ static apr_status_t push_pending(ws_driver_async_t *a)
     return rv;
 }
 
-/* Move the engine's output into the filters until they are full. A broken
- * connection counts as the peer's EOF. Returns 1 while output waits. */
+/* Move the engine's output into the filters and out with the core's
+ * non-blocking writes until the socket is full: a burst of frames leaves
+ * in one write. Each pass stays within the core's FlushMaxThreshold: past
+ * it, the core would wait for the client to read. A broken connection
+ * counts as the peer's EOF. Returns 1 while output waits. */
 static int pump_output(ws_driver_async_t *a)
 {
     ws_conn_t *wc = a->wc;
-    ws_iovec_t iov[IOV_MAX_OUT];
-    apr_size_t total;
     apr_status_t rv = APR_SUCCESS;
-    int n, i;
+    apr_size_t passed;
 
     for (;;) {
         if (a->c->data_in_output_filters
             && ((rv = push_pending(a)) != APR_SUCCESS
                 || a->c->data_in_output_filters))
             break;
-        pthread_mutex_lock(&wc->lock);
-        n = ws_engine_output(wc->engine, iov, IOV_MAX_OUT);
-        pthread_mutex_unlock(&wc->lock);
-        if (n == 0)
+        rv = ws_driver_pass_output(wc, a->bb, a->write_max, &passed);
+        if (rv != APR_SUCCESS || passed == 0)
             break;
-        for (i = 0, total = 0; i < n; i++) {
-            APR_BRIGADE_INSERT_TAIL(a->bb, apr_bucket_transient_create(
-                iov[i].base, iov[i].len, a->c->bucket_alloc));
-            total += iov[i].len;
-        }
-        /* No FLUSH: that would make the core block. What it cannot write
-         * now it copies aside, so the frames may be released. */
-        rv = ap_pass_brigade(a->c->output_filters, a->bb);
-        apr_brigade_cleanup(a->bb);
-        if (rv != APR_SUCCESS)
-            break;
-        pthread_mutex_lock(&wc->lock);
-        ws_engine_written(wc->engine, total);
-        pthread_mutex_unlock(&wc->lock);
         a->wrote = 1;
-        if ((rv = push_pending(a)) != APR_SUCCESS)
-            break;
     }
     if (rv != APR_SUCCESS) {
-        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, a->c, WSLOGNO(00030)
-                      "websocket write failed");
         a->input_done = 1;
         pthread_mutex_lock(&wc->lock);
         ws_engine_eof(wc->engine, apr_time_now());
@@ -340,6 +320,7 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
 {
     conn_rec *c = wc->c;
     ws_driver_async_t *a = apr_pcalloc(c->pool, sizeof(*a));
+    core_server_config *core;
     apr_interval_time_t timeout, ping;
 
     a->wc = wc;
@@ -348,6 +329,10 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     for (a->core_out = c->output_filters; a->core_out->next;
          a->core_out = a->core_out->next)
         ;
+    core = ap_get_core_module_config(c->base_server->module_config);
+    /* Half, so that TLS records' overhead keeps the core under it too. */
+    a->write_max = (core->flush_max_threshold > 0
+                    ? core->flush_max_threshold : 65536) / 2;
     /* A parked connection is under the vhost's Timeout too: ping often
      * enough that a live client's pongs keep it from the MPM's timeout. */
     timeout = c->base_server->timeout;
@@ -378,42 +363,16 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     return APR_SUCCESS;
 }
 
+/* Read to the end of what is there: mod_ssl may hold decrypted bytes that
+ * no poll reports. */
 static void read_input(ws_driver_async_t *a)
 {
-    ws_conn_t *wc = a->wc;
-    apr_status_t rv;
-    apr_bucket *b;
-    const char *data;
-    apr_size_t len;
-
-    /* To EAGAIN: mod_ssl may hold decrypted bytes no poll reports. */
-    while (!a->input_done) {
-        rv = ap_get_brigade(a->c->input_filters, a->bb, AP_MODE_READBYTES,
-                            APR_NONBLOCK_READ, READ_SIZE);
-        if (APR_STATUS_IS_EAGAIN(rv)
-            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(a->bb)))
-            break;
-        if (rv != APR_SUCCESS) {
-            a->input_done = 1;
-            break;
-        }
-        for (b = APR_BRIGADE_FIRST(a->bb); b != APR_BRIGADE_SENTINEL(a->bb);
-             b = APR_BUCKET_NEXT(b)) {
-            if (APR_BUCKET_IS_EOS(b)) {
-                a->input_done = 1;
-                break;
-            }
-            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
-                == APR_SUCCESS)
-                ws_conn_feed(wc, data, len);
-        }
-        apr_brigade_cleanup(a->bb);
-    }
-    if (a->input_done) {
-        pthread_mutex_lock(&wc->lock);
-        ws_engine_eof(wc->engine, apr_time_now());
-        pthread_mutex_unlock(&wc->lock);
-    }
+    if (a->input_done || ws_driver_read(a->wc, a->bb, 0) != APR_EOF)
+        return;
+    a->input_done = 1;
+    pthread_mutex_lock(&a->wc->lock);
+    ws_engine_eof(a->wc->engine, apr_time_now());
+    pthread_mutex_unlock(&a->wc->lock);
 }
 
 /* The MPM hands us the connection: input or writability arrived (or the

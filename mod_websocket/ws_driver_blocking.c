@@ -22,11 +22,7 @@
 
 APLOG_USE_MODULE(websocket);
 
-/* One read's size; a burst reads at most READS_PER_ROUND of them before
- * the output gets a turn, so a fast sender cannot starve its own echoes. */
-#define READ_SIZE       (64 * 1024)
 #define READS_PER_ROUND 16
-#define IOV_MAX_OUT     16
 #define MAX_SLEEP       apr_time_from_sec(1)
 
 struct ws_driver_blocking {
@@ -83,92 +79,48 @@ ws_driver_blocking_t *ws_driver_blocking_create(ws_conn_t *wc,
     return d;
 }
 
-/* Read what is ready, without blocking. Reading to EAGAIN matters: mod_ssl
- * may hold decrypted bytes that no poll of the socket would report. */
+/* Read what is ready, without blocking; at most READS_PER_ROUND reads,
+ * so that a fast sender cannot starve its own echoes. */
 static void read_input(ws_driver_blocking_t *d)
 {
-    apr_status_t rv;
-    apr_bucket *b;
-    const char *data;
-    apr_size_t len;
-    int rounds;
+    apr_status_t rv = ws_driver_read(d->wc, d->bb, READS_PER_ROUND);
 
-    d->input_pending = 0;
-    for (rounds = 0; rounds < READS_PER_ROUND && !d->input_done; rounds++) {
-        rv = ap_get_brigade(d->c->input_filters, d->bb, AP_MODE_READBYTES,
-                            APR_NONBLOCK_READ, READ_SIZE);
-        if (APR_STATUS_IS_EAGAIN(rv)
-            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(d->bb)))
-            return;
-        if (rv != APR_SUCCESS) {
-            if (!APR_STATUS_IS_EOF(rv))
-                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, d->c,
-                              WSLOGNO(00010) "websocket read failed");
-            d->input_done = 1;
-            break;
-        }
-        for (b = APR_BRIGADE_FIRST(d->bb); b != APR_BRIGADE_SENTINEL(d->bb);
-             b = APR_BUCKET_NEXT(b)) {
-            if (APR_BUCKET_IS_EOS(b)) {
-                d->input_done = 1;
-                break;
-            }
-            if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
-                == APR_SUCCESS && len)
-                ws_conn_feed(d->wc, data, len);
-        }
-        apr_brigade_cleanup(d->bb);
-    }
-    if (d->input_done) {
+    d->input_pending = rv == APR_INCOMPLETE;
+    if (rv == APR_EOF) {
+        d->input_done = 1;
         pthread_mutex_lock(&d->wc->lock);
         ws_engine_eof(d->wc->engine, apr_time_now());
         pthread_mutex_unlock(&d->wc->lock);
     }
-    else {
-        d->input_pending = 1;
-    }
 }
 
-/* Write everything queued, blocking (within the vhost's Timeout). The
- * buckets point into the engine's frames, which stay put until written.
- * Returns 1 if anything was written. */
+/* Write everything queued, then one FLUSH, blocking (within the vhost's
+ * Timeout): a burst of frames leaves in one write. Returns 1 if anything
+ * was written. */
 static int write_output(ws_driver_blocking_t *d)
 {
     ws_conn_t *wc = d->wc;
-    ws_iovec_t iov[IOV_MAX_OUT];
-    apr_size_t total;
+    apr_size_t passed;
     apr_status_t rv;
-    int n, i, wrote = 0;
+    int wrote = 0;
 
-    for (;;) {
-        pthread_mutex_lock(&wc->lock);
-        n = ws_engine_output(wc->engine, iov, IOV_MAX_OUT);
-        pthread_mutex_unlock(&wc->lock);
-        if (n == 0)
-            return wrote;
-        for (i = 0, total = 0; i < n; i++) {
-            APR_BRIGADE_INSERT_TAIL(d->bb, apr_bucket_transient_create(
-                iov[i].base, iov[i].len, d->c->bucket_alloc));
-            total += iov[i].len;
-        }
+    do {
+        rv = ws_driver_pass_output(wc, d->bb, APR_SIZE_MAX, &passed);
+        wrote |= passed > 0;
+    } while (rv == APR_SUCCESS && passed > 0);
+    if (rv == APR_SUCCESS && wrote) {
         APR_BRIGADE_INSERT_TAIL(d->bb,
                                 apr_bucket_flush_create(d->c->bucket_alloc));
         rv = ap_pass_brigade(d->c->output_filters, d->bb);
         apr_brigade_cleanup(d->bb);
-        if (rv != APR_SUCCESS) {
-            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, d->c,
-                          WSLOGNO(00011) "websocket write failed");
-            d->input_done = 1;
-            pthread_mutex_lock(&wc->lock);
-            ws_engine_eof(wc->engine, apr_time_now());
-            pthread_mutex_unlock(&wc->lock);
-            return wrote;
-        }
-        pthread_mutex_lock(&wc->lock);
-        ws_engine_written(wc->engine, total);
-        pthread_mutex_unlock(&wc->lock);
-        wrote = 1;
     }
+    if (rv != APR_SUCCESS) {
+        d->input_done = 1;
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_eof(wc->engine, apr_time_now());
+        pthread_mutex_unlock(&wc->lock);
+    }
+    return wrote;
 }
 
 void ws_driver_blocking_run(ws_driver_blocking_t *d)

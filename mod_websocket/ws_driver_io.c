@@ -1,0 +1,111 @@
+/* ws_driver_io.c: moving bytes between a connection's filters and its
+ * engine, the part both drivers share.
+ *
+ * Reads never block and stop as soon as the connection is known to be
+ * empty; writes pass the engine's frames as transient buckets, without
+ * FLUSH, so that a burst of frames leaves in as few writes as the filters
+ * manage. The caller holds whatever gives it the filters (the blocking
+ * driver's thread, the async driver's io_lock).
+ */
+#include "httpd.h"
+#include "http_log.h"
+#include "http_ssl.h"
+#include "util_filter.h"
+
+#include "ws_driver.h"
+#include "ws_log.h"
+
+APLOG_USE_MODULE(websocket);
+
+#define IOV_MAX_OUT 16
+
+apr_status_t ws_driver_read(ws_conn_t *wc, apr_bucket_brigade *bb,
+                            int max_reads)
+{
+    conn_rec *c = wc->c;
+    /* The core's non-blocking read keeps reading until it has what was
+     * asked for or the socket says EAGAIN, so a shorter answer means the
+     * socket was empty: another read would only return EAGAIN, and what
+     * arrives later wakes the caller's poll. Not so with TLS: mod_ssl
+     * answers one record at a time and may hold decrypted bytes that no
+     * poll reports, so TLS reads go on to EAGAIN. */
+    int short_read_drains = !ap_ssl_conn_is_ssl(c);
+    apr_status_t rv;
+    apr_bucket *b;
+    const char *data;
+    apr_size_t len;
+    apr_off_t got;
+    int reads, eos = 0;
+
+    for (reads = 0; max_reads == 0 || reads < max_reads; reads++) {
+        rv = ap_get_brigade(c->input_filters, bb, AP_MODE_READBYTES,
+                            APR_NONBLOCK_READ, WS_READ_SIZE);
+        if (APR_STATUS_IS_EAGAIN(rv)
+            || (rv == APR_SUCCESS && APR_BRIGADE_EMPTY(bb)))
+            return APR_SUCCESS;
+        if (rv != APR_SUCCESS) {
+            if (!APR_STATUS_IS_EOF(rv))
+                ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, c, WSLOGNO(00010)
+                              "websocket read failed");
+            apr_brigade_cleanup(bb);
+            return APR_EOF;
+        }
+        for (b = APR_BRIGADE_FIRST(bb), got = 0;
+             b != APR_BRIGADE_SENTINEL(bb) && !eos; b = APR_BUCKET_NEXT(b)) {
+            if (APR_BUCKET_IS_EOS(b))
+                eos = 1;
+            else if (apr_bucket_read(b, &data, &len, APR_BLOCK_READ)
+                     == APR_SUCCESS && len) {
+                ws_conn_feed(wc, data, len);
+                got += len;
+            }
+        }
+        apr_brigade_cleanup(bb);
+        if (eos)
+            return APR_EOF;
+        if (short_read_drains && got < WS_READ_SIZE)
+            return APR_SUCCESS;
+    }
+    return APR_INCOMPLETE;
+}
+
+apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
+                                   apr_size_t max, apr_size_t *passed)
+{
+    conn_rec *c = wc->c;
+    ws_iovec_t iov[IOV_MAX_OUT];
+    apr_size_t total, len;
+    apr_status_t rv;
+    int n, i;
+
+    *passed = 0;
+    while (*passed < max) {
+        pthread_mutex_lock(&wc->lock);
+        n = ws_engine_output(wc->engine, iov, IOV_MAX_OUT);
+        pthread_mutex_unlock(&wc->lock);
+        if (n == 0)
+            break;
+        for (i = 0, total = 0; i < n && *passed + total < max; i++) {
+            len = iov[i].len;
+            if (len > max - *passed - total)
+                len = max - *passed - total;
+            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(
+                iov[i].base, len, c->bucket_alloc));
+            total += len;
+        }
+        /* The filters copy whatever they keep, so once this returns the
+         * engine may release the frames. */
+        rv = ap_pass_brigade(c->output_filters, bb);
+        apr_brigade_cleanup(bb);
+        if (rv != APR_SUCCESS) {
+            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, c, WSLOGNO(00011)
+                          "websocket write failed");
+            return rv;
+        }
+        pthread_mutex_lock(&wc->lock);
+        ws_engine_written(wc->engine, total);
+        pthread_mutex_unlock(&wc->lock);
+        *passed += total;
+    }
+    return APR_SUCCESS;
+}
