@@ -40,6 +40,7 @@ struct ws_conn {
     pthread_mutex_t io_lock;
     int io_dead;
     struct ws_driver_async *async;  /* NULL with the blocking driver */
+    struct ws_conn *retired_next;   /* the async driver's, see unwatch() */
 
     /* Owner thread only. The request's data is copied into c->pool, as the
      * async driver lets the request go once the 101 is out. */

@@ -13,17 +13,22 @@
  * under its io_lock and only while io_dead is clear: a plugin thread whose
  * send finds the lock free writes the frames itself, without blocking; the
  * per-child reactor thread runs the engine's timers (pings, idle and close
- * deadlines) and retries output the socket could not take; and the
- * pre-close hook marks the connection dead before httpd frees it. Nobody
- * ever blocks on the network here: writes go to the core output filter
- * without a FLUSH bucket and are pushed with its non-blocking write, and
- * what does not fit waits in the filters (WANT_WRITE when the owner parks,
- * the reactor's next round otherwise).
+ * deadlines) and writes output the socket could not take at first; and
+ * the pre-close hook marks the connection dead before httpd frees it.
+ * Nobody ever blocks on the network here: writes go to the core output
+ * filter without a FLUSH bucket and are pushed with its non-blocking
+ * write, and what does not fit waits in the filters until the socket has
+ * room: the MPM polls for it (WANT_WRITE) when the owner parks with output
+ * left, the reactor's own epoll set when a pusher or the reactor left it.
  */
+#include <errno.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "ap_mpm.h"
+#include "mpm_common.h"
 #include "http_connection.h"
 #include "http_core.h"
 #include "http_log.h"
@@ -47,6 +52,9 @@ struct ws_driver_async {
     int input_done;
     int woke_mpm;               /* the read side was shut to wake the MPM */
     int finished;
+    int fd;                     /* the socket, for the reactor's epoll */
+    int watched;                /* in the reactor's epoll, holding a
+                                   reference to wc (under io_lock) */
     int wrote;                  /* output left since the last drain */
     int drain_due;              /* on_drain owed (atomic) */
     int started;                /* our hook has run: from then on httpd
@@ -59,6 +67,12 @@ static ap_filter_rec_t *first_round_rec;
 static int reactor_running;
 static pthread_t reactor;
 static volatile int reactor_stop;
+static int reactor_ep = -1;     /* sockets whose output waits for room */
+
+/* Connections finished while in reactor_ep: their reference is dropped by
+ * the reactor, after any event it has already fetched for them. */
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static ws_conn_t *retired;
 
 /* ---- writing, for whoever holds io_lock ---- */
 
@@ -145,6 +159,44 @@ static int has_output(ws_conn_t *wc)
     return out;
 }
 
+/* Output is stuck on a parked connection: have the reactor's epoll say
+ * when the socket takes more (the MPM polls it for reading only). Without
+ * the epoll set, the reactor's tick retries. */
+static void watch_output(ws_driver_async_t *a)
+{
+    struct epoll_event ev;
+
+    if (reactor_ep < 0 || a->fd < 0)
+        return;
+    ev.events = EPOLLOUT | EPOLLONESHOT;
+    ev.data.ptr = a->wc;
+    if (a->watched) {
+        epoll_ctl(reactor_ep, EPOLL_CTL_MOD, a->fd, &ev);
+        return;
+    }
+    __atomic_add_fetch(&a->wc->refs, 1, __ATOMIC_RELAXED);
+    if (epoll_ctl(reactor_ep, EPOLL_CTL_ADD, a->fd, &ev) == 0)
+        a->watched = 1;
+    else
+        ws_conn_release(a->wc);
+}
+
+/* Out of the reactor's epoll for good (under io_lock, before the socket
+ * closes); the reactor drops the reference. */
+static void unwatch(ws_driver_async_t *a)
+{
+    ws_conn_t *wc = a->wc;
+
+    if (!a->watched)
+        return;
+    a->watched = 0;
+    epoll_ctl(reactor_ep, EPOLL_CTL_DEL, a->fd, NULL);
+    pthread_mutex_lock(&retired_lock);
+    wc->retired_next = retired;
+    retired = wc;
+    pthread_mutex_unlock(&retired_lock);
+}
+
 /* Timers and output for a connection the owner is not serving; if it is
  * done, shut its read side so that the MPM's poll wakes the owner to
  * close it (no other thread may close a parked connection). */
@@ -157,7 +209,8 @@ static void service_parked_locked(ws_driver_async_t *a)
     next = ws_engine_tick(wc->engine, apr_time_now());
     pthread_mutex_unlock(&wc->lock);
     __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
-    pump_output(a);
+    if (pump_output(a))
+        watch_output(a);
     /* Not called here: this may be another connection's callback, holding
      * the plugin's locks. The reactor or the owner calls it. */
     if (drained(a))
@@ -219,15 +272,58 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
     pthread_mutex_unlock(&wc->io_lock);
 }
 
+/* The socket of a connection with stuck output takes more. */
+static void reactor_writable(ws_conn_t *wc)
+{
+    if (pthread_mutex_trylock(&wc->io_lock) != 0)
+        return;                 /* its owner is at it */
+    if (!wc->io_dead && wc->async->started) {
+        service_parked_locked(wc->async);
+        call_drain_locked(wc->async);
+    }
+    pthread_mutex_unlock(&wc->io_lock);
+}
+
+static void release_retired(void)
+{
+    ws_conn_t *wc, *next;
+
+    pthread_mutex_lock(&retired_lock);
+    wc = retired;
+    retired = NULL;
+    pthread_mutex_unlock(&retired_lock);
+    for (; wc; wc = next) {
+        next = wc->retired_next;
+        ws_conn_release(wc);
+    }
+}
+
 static void *reactor_main(void *arg)
 {
-    apr_time_t now;
+    struct epoll_event ev[64];
+    apr_time_t now, next_tick = apr_time_now() + REACTOR_TICK;
+    int n, i;
 
     (void)arg;
     while (!reactor_stop) {
-        apr_sleep(REACTOR_TICK);
         now = apr_time_now();
-        ws_conn_for_each(reactor_visit, &now);
+        if (reactor_ep >= 0) {
+            n = epoll_wait(reactor_ep, ev, 64, next_tick > now
+                           ? (int)apr_time_as_msec(next_tick - now) + 1 : 0);
+        }
+        else {
+            n = 0;
+            if (next_tick > now)
+                apr_sleep(next_tick - now);
+        }
+        for (i = 0; i < n; i++)
+            reactor_writable(ev[i].data.ptr);
+        now = apr_time_now();
+        if (now >= next_tick) {
+            ws_conn_for_each(reactor_visit, &now);
+            next_tick = now + REACTOR_TICK;
+        }
+        release_retired();
     }
     return NULL;
 }
@@ -238,6 +334,10 @@ static apr_status_t reactor_join(void *data)
     reactor_stop = 1;
     pthread_join(reactor, NULL);
     reactor_running = 0;
+    release_retired();
+    if (reactor_ep >= 0)
+        close(reactor_ep);
+    reactor_ep = -1;
     return APR_SUCCESS;
 }
 
@@ -248,6 +348,12 @@ void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s)
 
     if (ap_mpm_query(AP_MPMQ_CAN_WAITIO, &can) != APR_SUCCESS || !can)
         return;
+    reactor_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (reactor_ep < 0)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, APR_FROM_OS_ERROR(errno), s,
+                     WSLOGNO(00032) "websocket: no epoll set for the async "
+                     "driver; output that waits for room is retried every "
+                     "%d ms", (int)apr_time_as_msec(REACTOR_TICK));
     /* httpd's signals are for its own threads. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -258,6 +364,9 @@ void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s)
                      WSLOGNO(00031)
                      "websocket: cannot start the async driver's thread; "
                      "connections will use the blocking driver");
+        if (reactor_ep >= 0)
+            close(reactor_ep);
+        reactor_ep = -1;
         return;
     }
     reactor_running = 1;
@@ -280,12 +389,14 @@ int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf)
 static void finish(ws_driver_async_t *a)
 {
     ws_conn_t *wc = a->wc;
+    apr_allocator_t *allocator;
 
     if (a->finished)
         return;
     a->finished = 1;
     pthread_mutex_lock(&wc->io_lock);
     wc->io_dead = 1;
+    unwatch(a);
     pthread_mutex_unlock(&wc->io_lock);
     pthread_mutex_lock(&wc->lock);
     if (!ws_engine_want_close(wc->engine))
@@ -293,6 +404,9 @@ static void finish(ws_driver_async_t *a)
     pthread_mutex_unlock(&wc->lock);
     ws_conn_finish(wc);
     ap_set_module_config(a->c->conn_config, &websocket_module, NULL);
+    allocator = apr_pool_allocator_get(a->c->pool);
+    if (allocator)
+        apr_allocator_max_free_set(allocator, ap_max_mem_free);
     ws_conn_release(wc);
 }
 
@@ -320,12 +434,15 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
 {
     conn_rec *c = wc->c;
     ws_driver_async_t *a = apr_pcalloc(c->pool, sizeof(*a));
+    apr_allocator_t *allocator;
     core_server_config *core;
     apr_interval_time_t timeout, ping;
 
     a->wc = wc;
     a->c = c;
     a->bb = apr_brigade_create(c->pool, c->bucket_alloc);
+    if (apr_os_sock_get(&a->fd, ap_get_conn_socket(c)) != APR_SUCCESS)
+        a->fd = -1;
     for (a->core_out = c->output_filters; a->core_out->next;
          a->core_out = a->core_out->next)
         ;
@@ -344,6 +461,14 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     pthread_mutex_unlock(&wc->lock);
     wc->async = a;
     wc->r = NULL;               /* the request ends with the handler */
+    /* The request's pool and the read buffers go back to the connection's
+     * allocator, which would keep them (MaxMemFree, unlimited by default)
+     * for as long as the WebSocket lives: more than half of what an idle
+     * connection would hold. Let them go; finish() restores the MPM's
+     * setting for the allocator's next connection. */
+    allocator = apr_pool_allocator_get(c->pool);
+    if (allocator)
+        apr_allocator_max_free_set(allocator, 1);
     ap_set_module_config(c->conn_config, &websocket_module, a);
     /* A backstop for closes that skip the pre-close hook. */
     apr_pool_cleanup_register(c->pool, a, finish_cleanup,
