@@ -41,6 +41,12 @@ APLOG_USE_MODULE(websocket);
 
 #define REACTOR_TICK apr_time_from_msec(200)
 
+/* The connection's allocator keeps this much freed memory while the
+ * WebSocket is busy, so that reads reuse their buffers, and nothing once
+ * it has been idle for IDLE_TRIM (see trim_locked()). */
+#define ACTIVE_MAX_FREE (64 * 1024)
+#define IDLE_TRIM       apr_time_from_sec(2)
+
 struct ws_driver_async {
     ws_conn_t *wc;              /* our reference */
     conn_rec *c;
@@ -52,6 +58,10 @@ struct ws_driver_async {
     int input_done;
     int woke_mpm;               /* the read side was shut to wake the MPM */
     int finished;
+    apr_allocator_t *allocator; /* the connection's */
+    apr_time_t last_run;        /* of the owner hook (atomic) */
+    int trimmed;                /* the allocator holds nothing spare
+                                   (atomic; written under io_lock) */
     int fd;                     /* the socket, for the reactor's epoll */
     int watched;                /* in the reactor's epoll, holding a
                                    reference to wc (under io_lock) */
@@ -159,6 +169,29 @@ static int has_output(ws_conn_t *wc)
     return out;
 }
 
+/* An idle parked connection gives back the blocks its allocator kept (at
+ * most ACTIVE_MAX_FREE), as nginx frees an idle keep-alive connection's
+ * buffers: with the limit at nothing, taking them and freeing them again
+ * hands them back for good. The owner's next run raises the limit. */
+static void trim_locked(ws_driver_async_t *a)
+{
+    apr_memnode_t *list = NULL, *node;
+    int i;
+
+    if (!a->allocator)
+        return;
+    apr_allocator_max_free_set(a->allocator, 1);
+    for (i = 0; i < ACTIVE_MAX_FREE / APR_BUCKET_BUFF_SIZE + 1; i++) {
+        if (!(node = apr_allocator_alloc(a->allocator, APR_BUCKET_BUFF_SIZE)))
+            break;
+        node->next = list;
+        list = node;
+    }
+    if (list)
+        apr_allocator_free(a->allocator, list);
+    __atomic_store_n(&a->trimmed, 1, __ATOMIC_RELAXED);
+}
+
 /* Output is stuck on a parked connection: have the reactor's epoll say
  * when the socket takes more (the MPM polls it for reading only). Without
  * the epoll set, the reactor's tick retries. */
@@ -257,9 +290,14 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
     ws_driver_async_t *a = wc->async;
     apr_time_t now = *(apr_time_t *)arg;
 
+    int trim;
+
     if (!a)
         return;
-    if (!__atomic_load_n(&a->pending, __ATOMIC_RELAXED)
+    trim = !__atomic_load_n(&a->trimmed, __ATOMIC_RELAXED)
+           && now - __atomic_load_n(&a->last_run, __ATOMIC_RELAXED)
+              > IDLE_TRIM;
+    if (!trim && !__atomic_load_n(&a->pending, __ATOMIC_RELAXED)
         && !__atomic_load_n(&a->drain_due, __ATOMIC_RELAXED)
         && now < __atomic_load_n(&a->next_deadline, __ATOMIC_RELAXED))
         return;
@@ -268,6 +306,8 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
     if (!wc->io_dead && a->started) {
         service_parked_locked(a);
         call_drain_locked(a);
+        if (trim)
+            trim_locked(a);
     }
     pthread_mutex_unlock(&wc->io_lock);
 }
@@ -389,7 +429,6 @@ int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf)
 static void finish(ws_driver_async_t *a)
 {
     ws_conn_t *wc = a->wc;
-    apr_allocator_t *allocator;
 
     if (a->finished)
         return;
@@ -404,9 +443,8 @@ static void finish(ws_driver_async_t *a)
     pthread_mutex_unlock(&wc->lock);
     ws_conn_finish(wc);
     ap_set_module_config(a->c->conn_config, &websocket_module, NULL);
-    allocator = apr_pool_allocator_get(a->c->pool);
-    if (allocator)
-        apr_allocator_max_free_set(allocator, ap_max_mem_free);
+    if (a->allocator)
+        apr_allocator_max_free_set(a->allocator, ap_max_mem_free);
     ws_conn_release(wc);
 }
 
@@ -434,7 +472,6 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
 {
     conn_rec *c = wc->c;
     ws_driver_async_t *a = apr_pcalloc(c->pool, sizeof(*a));
-    apr_allocator_t *allocator;
     core_server_config *core;
     apr_interval_time_t timeout, ping;
 
@@ -461,14 +498,16 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     pthread_mutex_unlock(&wc->lock);
     wc->async = a;
     wc->r = NULL;               /* the request ends with the handler */
-    /* The request's pool and the read buffers go back to the connection's
-     * allocator, which would keep them (MaxMemFree, unlimited by default)
-     * for as long as the WebSocket lives: more than half of what an idle
-     * connection would hold. Let them go; finish() restores the MPM's
-     * setting for the allocator's next connection. */
-    allocator = apr_pool_allocator_get(c->pool);
-    if (allocator)
-        apr_allocator_max_free_set(allocator, 1);
+    /* The request's pool goes back to the connection's allocator, which
+     * would keep it (MaxMemFree, unlimited by default) for as long as the
+     * WebSocket lives: more than a third of what an idle connection would
+     * hold. Let it go; our hook's first run sets ACTIVE_MAX_FREE, and
+     * finish() restores the MPM's setting for the allocator's next
+     * connection. */
+    a->allocator = apr_pool_allocator_get(c->pool);
+    if (a->allocator)
+        apr_allocator_max_free_set(a->allocator, 1);
+    a->trimmed = 1;
     ap_set_module_config(c->conn_config, &websocket_module, a);
     /* A backstop for closes that skip the pre-close hook. */
     apr_pool_cleanup_register(c->pool, a, finish_cleanup,
@@ -519,6 +558,11 @@ static int ws_async_process_connection(conn_rec *c)
         ap_remove_input_filter(a->first_round);
         a->started = 1;
     }
+    if (a->trimmed && a->allocator) {
+        apr_allocator_max_free_set(a->allocator, ACTIVE_MAX_FREE);
+        __atomic_store_n(&a->trimmed, 0, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&a->last_run, apr_time_now(), __ATOMIC_RELAXED);
     pending = a->c->data_in_output_filters && pump_output(a);
     if (!pending)
         read_input(a);
