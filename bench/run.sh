@@ -207,7 +207,9 @@ MaxConnectionsPerChild 0
 # Parked connections count against ThreadsPerChild + factor x idle workers.
 AsyncRequestWorkerFactor 1000
 GracefulShutdownTimeout 2
+# As in Debian's stock apache2.conf: no .htaccess lookups per request.
 <Directory />
+    AllowOverride None
     Require all granted
 </Directory>
 $body

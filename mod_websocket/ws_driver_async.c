@@ -498,15 +498,12 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     pthread_mutex_unlock(&wc->lock);
     wc->async = a;
     wc->r = NULL;               /* the request ends with the handler */
-    /* The request's pool goes back to the connection's allocator, which
-     * would keep it (MaxMemFree, unlimited by default) for as long as the
-     * WebSocket lives: more than a third of what an idle connection would
-     * hold. Let it go; our hook's first run sets ACTIVE_MAX_FREE, and
-     * finish() restores the MPM's setting for the allocator's next
-     * connection. */
+    /* The connection's allocator keeps what the request and the reads
+     * free (MaxMemFree, unlimited by default) for as long as the
+     * WebSocket lives. Our hook's first run bounds that, trim_locked()
+     * hands it back once the connection is idle, and finish() restores
+     * the MPM's setting for the allocator's next connection. */
     a->allocator = apr_pool_allocator_get(c->pool);
-    if (a->allocator)
-        apr_allocator_max_free_set(a->allocator, 1);
     a->trimmed = 1;
     ap_set_module_config(c->conn_config, &websocket_module, a);
     /* A backstop for closes that skip the pre-close hook. */
