@@ -77,10 +77,6 @@ static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
     if (wc->engine) {
         r = ws_engine_send(wc->engine, (uint8_t)type, data, len,
                            apr_time_now());
-        if (r == WS_SEND_QUEUED) {
-            wc->msgs_out++;
-            wc->bytes_out += len;
-        }
         nudge = (r == WS_SEND_QUEUED || r == WS_SEND_FAILED)
                 && !from_feed_locked(wc);
         if (nudge && wc->wake)
@@ -298,7 +294,8 @@ void ws_conn_release(ws_conn_t *wc)
     }
 }
 
-static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci)
+static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci,
+                           uint64_t msgs_out, uint64_t bytes_out)
 {
     int level = wc->conf->log_level;
 
@@ -312,7 +309,7 @@ static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci)
                   wc->remote_ip, wc->conf->location,
                   wc->subprotocol ? wc->subprotocol : "-",
                   (double)(apr_time_now() - wc->started) / APR_USEC_PER_SEC,
-                  wc->msgs_in, wc->bytes_in, wc->msgs_out, wc->bytes_out,
+                  wc->msgs_in, wc->bytes_in, msgs_out, bytes_out,
                   ci->code, ci->code == WS_CLOSE_ABNORMAL ? "nobody"
                   : ci->by_server ? "server" : "client",
                   ci->clean ? "" : ", unclean",
@@ -322,14 +319,16 @@ static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci)
 void ws_conn_finish(ws_conn_t *wc)
 {
     ws_close_info_t ci;
+    uint64_t msgs_out, bytes_out;
 
     pthread_mutex_lock(&wc->lock);
     ws_engine_close_info(wc->engine, &ci);
+    ws_engine_sent(wc->engine, &msgs_out, &bytes_out);
     pthread_mutex_unlock(&wc->lock);
     if (wc->plugin->cb.on_close)
         wc->plugin->cb.on_close(&wc->pub, ci.code, wc->close_reason,
                                 ci.clean);
-    log_connection(wc, &ci);
+    log_connection(wc, &ci, msgs_out, bytes_out);
     registry_remove(wc);
     pthread_mutex_lock(&wc->lock);
     ws_engine_destroy(wc->engine);

@@ -43,6 +43,7 @@ typedef struct out_frame {
     uint8_t hdr[WS_FRAME_HEADER_MAX];
     uint8_t hdr_len;
     uint8_t is_data;
+    uint8_t ends_msg;    /* the last frame of its data message */
     const uint8_t *payload;
     size_t payload_len;
     ctrl_frame_t *ctrl;  /* owned control frame, or NULL */
@@ -89,6 +90,8 @@ struct ws_engine {
     ctrl_frame_t *pong;      /* a queued pong not yet exposed, or NULL */
     data_out_t *data_head, *data_tail;
     uint64_t  buffered;
+    uint64_t  sent_msgs;     /* data messages written in full */
+    uint64_t  sent_bytes;    /* and their payload bytes */
 };
 
 static const char *const state_names[] = {
@@ -602,6 +605,7 @@ static int expose_next(ws_engine_t *e)
         f->payload = d->msg->data + d->framed;
         f->payload_len = (size_t)n;
         f->msg = ws_msg_ref(d->msg);
+        f->ends_msg = n == left;
         d->framed += n;
         if (d->framed == d->msg->len) {
             e->data_head = d->next;
@@ -670,6 +674,10 @@ void ws_engine_written(ws_engine_t *e, size_t nbytes)
             e->buffered -= payload_after - payload_before;
         if (e->in_written < total)
             break;
+        if (f->ends_msg) {
+            e->sent_msgs++;
+            e->sent_bytes += f->msg->len;
+        }
         release_frame(f);
         e->in_head = (e->in_head + 1) % INFLIGHT;
         e->in_count--;
@@ -685,6 +693,12 @@ int ws_engine_has_output(const ws_engine_t *e)
 uint64_t ws_engine_buffered(const ws_engine_t *e)
 {
     return e->buffered;
+}
+
+void ws_engine_sent(const ws_engine_t *e, uint64_t *msgs, uint64_t *bytes)
+{
+    *msgs = e->sent_msgs;
+    *bytes = e->sent_bytes;
 }
 
 ws_engine_state_e ws_engine_state(const ws_engine_t *e)

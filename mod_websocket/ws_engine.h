@@ -168,6 +168,10 @@ int ws_engine_has_output(const ws_engine_t *e);
  * bufferedAmount). */
 uint64_t ws_engine_buffered(const ws_engine_t *e);
 
+/* Data messages written in full so far, and their payload bytes: what the
+ * peer was really sent, not what was queued (a close drops the rest). */
+void ws_engine_sent(const ws_engine_t *e, uint64_t *msgs, uint64_t *bytes);
+
 ws_engine_state_e ws_engine_state(const ws_engine_t *e);
 
 /* 1 when the driver should close TCP now: the connection is closed and its

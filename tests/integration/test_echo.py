@@ -5,12 +5,14 @@ pong and every close-code rule of §7.4.
 """
 
 import asyncio
+import re
 
 import pytest
 import websockets
 import websockets.exceptions
 
 import wsproto
+from support import wait_for
 from helpers import (MiB, binary_of_size, run_async, run_node_client,
                      text_of_size)
 from wsproto import BINARY, CLOSE, PING, PONG, TEXT
@@ -52,6 +54,52 @@ async def echo_each(server, path, messages, **kw):
 
 
 # ------------------------------------------------------- python websockets
+
+def test_connection_log_line_counts_both_ways(server):
+    # WS00001, written when the connection ends: messages and payload
+    # bytes each way as they went over the wire, and who closed.
+    offset = server.error_log_size()
+    msgs = ["a" * 10, b"\x00" * 300, "xyz"]
+    assert run_async(echo_each(server, "/echo", msgs)) == 1000
+
+    def line():
+        m = re.search(r"WS00001: websocket closed: .*",
+                      server.error_log_since(offset))
+        return m and m.group(0)
+    got = wait_for(line, 10)
+    assert got, "no WS00001 line within 10 s"
+    assert ("in 3 msgs 313 bytes, out 3 msgs 313 bytes, close 1000 by "
+            "client" in got), got
+
+
+def test_connection_log_line_counts_only_what_was_sent(server):
+    # 50 messages and a close in one write: the server drops the echoes it
+    # has not started when the close arrives (§5.5.1 lets it), and the log
+    # line counts the ones the client really received, not all it queued.
+    offset = server.error_log_size()
+    conn = wsproto.Client(server).open("/echo")
+    try:
+        conn.send(b"".join(wsproto.encode_frame(TEXT, b"m%02d" % i)
+                           for i in range(50))
+                  + wsproto.encode_frame(CLOSE, wsproto.close_payload(1000)))
+        received = 0
+        while True:
+            f = conn.recv_frame(timeout=10)
+            if f.opcode == CLOSE:
+                break
+            received += 1
+    finally:
+        conn.close()
+
+    def line():
+        m = re.search(r"WS00001: websocket closed: .*",
+                      server.error_log_since(offset))
+        return m and m.group(0)
+    got = wait_for(line, 10)
+    assert got, "no WS00001 line within 10 s"
+    assert ("in 50 msgs 150 bytes, out %d msgs %d bytes, close 1000 by "
+            "client" % (received, 3 * received) in got), (received, got)
+
 
 @pytest.mark.parametrize("size", SIZES, ids=SIZE_IDS)
 @pytest.mark.parametrize("kind", ["text", "binary"])

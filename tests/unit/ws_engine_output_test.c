@@ -131,6 +131,44 @@ START_TEST(output_any_write_size)
 }
 END_TEST
 
+/* The sent counts are what was written in full, whatever was queued: a
+ * partly written message and one dropped by a close do not count. */
+START_TEST(output_sent_counts_written_messages)
+{
+    ws_engine_t *e = ws_engine_create(&cfg, 0);
+    ws_iovec_t iov[8];
+    uint64_t msgs, bytes;
+    log_t log = { .n = 0 };
+
+    ws_engine_send(e, WS_OP_TEXT, "hello", 5, 0);
+    ws_engine_send(e, WS_OP_BINARY, "0123456789", 10, 0);
+    ck_assert_int_gt(ws_engine_output(e, iov, 8), 0);
+    /* Queued behind what the driver is writing, not started. */
+    ws_engine_send(e, WS_OP_TEXT, "dropped", 7, 0);
+    ws_engine_sent(e, &msgs, &bytes);
+    ck_assert_uint_eq(msgs, 0);
+    ck_assert_uint_eq(bytes, 0);
+    /* The first frame (2 + 5 bytes) and 4 bytes of the second. */
+    ws_engine_written(e, 7 + 4);
+    ws_engine_sent(e, &msgs, &bytes);
+    ck_assert_uint_eq(msgs, 1);
+    ck_assert_uint_eq(bytes, 5);
+    /* The rest of the second, then the client closes: the third is
+     * dropped unsent. */
+    ws_engine_written(e, 2 + 10 - 4);
+    ws_engine_sent(e, &msgs, &bytes);
+    ck_assert_uint_eq(msgs, 2);
+    ck_assert_uint_eq(bytes, 15);
+    put_close(&in, 1000, "");
+    feed(e, in.buf, in.len, SPLIT_WHOLE, 0, &log);
+    drain(e, 0);
+    ws_engine_sent(e, &msgs, &bytes);
+    ck_assert_uint_eq(msgs, 2);
+    ck_assert_uint_eq(bytes, 15);
+    ws_engine_destroy(e);
+}
+END_TEST
+
 /* One shared message in the queues of two connections. */
 START_TEST(output_shared_message)
 {
@@ -298,6 +336,7 @@ static Suite *engine_output_suite(void)
     tcase_add_test(tc, rfc6455_5_4_outgoing_fragments);
     tcase_add_test(tc, output_any_write_size);
     tcase_add_test(tc, output_shared_message);
+    tcase_add_test(tc, output_sent_counts_written_messages);
     tcase_add_test(tc, queue_cap_refuse);
     tcase_add_loop_test(tc, queue_cap_fail, 0, 2);
     suite_add_tcase(s, tc);
