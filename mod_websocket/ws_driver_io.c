@@ -7,6 +7,8 @@
  * manage. The caller holds whatever gives it the filters (the blocking
  * driver's thread, the async driver's io_lock).
  */
+#include <string.h>
+
 #include "httpd.h"
 #include "http_log.h"
 #include "http_ssl.h"
@@ -69,14 +71,33 @@ apr_status_t ws_driver_read(ws_conn_t *wc, apr_bucket_brigade *bb,
     return APR_INCOMPLETE;
 }
 
+/* Pieces up to this size are copied into one heap bucket per burst; larger
+ * ones go down as transient buckets pointing into the engine's frames. A
+ * bucket per frame header and per small payload would cost more in bucket
+ * allocations (and the core's copies of them) than the copying does. */
+#define COPY_MAX 1024
+
+/* The copy buffer so far becomes a heap bucket at the end of bb. */
+static void flush_copy(apr_bucket_brigade *bb, char **buf, apr_size_t *used)
+{
+    if (*buf && *used)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(
+            *buf, *used, apr_bucket_free, bb->bucket_alloc));
+    else if (*buf)
+        apr_bucket_free(*buf);
+    *buf = NULL;
+    *used = 0;
+}
+
 apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
                                    apr_size_t max, apr_size_t *passed)
 {
     conn_rec *c = wc->c;
     ws_iovec_t iov[IOV_MAX_OUT];
-    apr_size_t total, len;
-    apr_status_t rv;
-    int n, i;
+    apr_size_t total, len, used = 0;
+    apr_status_t rv = APR_SUCCESS;
+    char *buf = NULL;
+    int n, i, transient;
 
     *passed = 0;
     while (*passed < max) {
@@ -85,27 +106,50 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
         pthread_mutex_unlock(&wc->lock);
         if (n == 0)
             break;
-        for (i = 0, total = 0; i < n && *passed + total < max; i++) {
+        for (i = 0, total = 0, transient = 0;
+             i < n && *passed + total < max; i++) {
             len = iov[i].len;
             if (len > max - *passed - total)
                 len = max - *passed - total;
-            APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(
-                iov[i].base, len, c->bucket_alloc));
+            if (len > COPY_MAX) {
+                flush_copy(bb, &buf, &used);
+                APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_transient_create(
+                    iov[i].base, len, c->bucket_alloc));
+                transient = 1;
+            }
+            else {
+                if (buf && used + len > APR_BUCKET_BUFF_SIZE)
+                    flush_copy(bb, &buf, &used);
+                if (!buf)
+                    buf = apr_bucket_alloc(APR_BUCKET_BUFF_SIZE,
+                                           c->bucket_alloc);
+                memcpy(buf + used, iov[i].base, len);
+                used += len;
+            }
             total += len;
         }
-        /* The filters copy whatever they keep, so once this returns the
-         * engine may release the frames. */
-        rv = ap_pass_brigade(c->output_filters, bb);
+        /* Transient buckets point into frames the engine frees once they
+         * are written: pass them now (the filters copy what they keep). */
+        if (transient && (rv = ap_pass_brigade(c->output_filters, bb))
+                         != APR_SUCCESS)
+            break;
         apr_brigade_cleanup(bb);
-        if (rv != APR_SUCCESS) {
-            ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, c, WSLOGNO(00011)
-                          "websocket write failed");
-            return rv;
-        }
         pthread_mutex_lock(&wc->lock);
         ws_engine_written(wc->engine, total);
         pthread_mutex_unlock(&wc->lock);
         *passed += total;
     }
-    return APR_SUCCESS;
+    if (rv == APR_SUCCESS) {
+        flush_copy(bb, &buf, &used);
+        if (!APR_BRIGADE_EMPTY(bb))
+            rv = ap_pass_brigade(c->output_filters, bb);
+    }
+    else {
+        flush_copy(bb, &buf, &used);
+    }
+    apr_brigade_cleanup(bb);
+    if (rv != APR_SUCCESS)
+        ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, c, WSLOGNO(00011)
+                      "websocket write failed");
+    return rv;
 }
