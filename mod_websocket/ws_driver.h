@@ -47,8 +47,10 @@ typedef struct ws_driver_async ws_driver_async_t;
 
 /* 1 if r's connection can be parked by the async driver: the location does
  * not ask for blocking, the MPM can wait for I/O (event, 2.4.63+) and the
- * connection is a real one (not an HTTP/2 stream). */
-int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf);
+ * connection is a real one (not an HTTP/2 stream). Otherwise 0, and *why
+ * says which. */
+int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf,
+                             const char **why);
 
 /* Give wc's connection to the async driver. The caller has queued the 101
  * without flushing it and returns from the handler; the MPM then calls the

@@ -416,14 +416,25 @@ void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* ---- the connection's life ---- */
 
-int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf)
+int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf,
+                             const char **why)
 {
     conn_rec *c = r->connection;
+    int can = 0;
 
-    /* HTTP/2 streams and MPMs that cannot wait for I/O get the blocking
-     * driver; so does an explicit WebSocketDriver blocking. */
-    return conf->driver != WS_DRIVER_BLOCKING && reactor_running
-        && c->cs != NULL && c->master == NULL;
+    if (conf->driver == WS_DRIVER_BLOCKING)
+        *why = "WebSocketDriver blocking";
+    else if (c->master != NULL)
+        *why = "an HTTP/2 stream";
+    else if (ap_mpm_query(AP_MPMQ_CAN_WAITIO, &can) != APR_SUCCESS || !can
+             || c->cs == NULL)
+        *why = "this MPM cannot park connections (event MPM of httpd "
+               "2.4.63 or later needed)";
+    else if (!reactor_running)
+        *why = "the async driver's thread did not start";
+    else
+        return 1;
+    return 0;
 }
 
 static void finish(ws_driver_async_t *a)

@@ -7,6 +7,10 @@
  * authorization hooks, so Require, auth modules and mod_ssl apply to the
  * handshake as to any request.
  */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "apr_strings.h"
 #include "http_core.h"
 #include "http_log.h"
@@ -124,11 +128,43 @@ static void take_over(request_rec *r)
     c->keepalive = AP_CONN_CLOSE;
 }
 
+/* Say once per process which driver serves a location (and why not the
+ * async one), at the first connection that uses it. */
+static void log_driver(request_rec *r, const ws_dir_conf_t *conf, int async,
+                       const char *why)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct seen {
+        struct seen *next;
+        int async;
+        char location[];
+    } *seen;
+    struct seen *s;
+    size_t len = strlen(conf->location) + 1;
+
+    pthread_mutex_lock(&lock);
+    for (s = seen; s; s = s->next)
+        if (s->async == async && !strcmp(s->location, conf->location))
+            break;
+    if (!s && (s = malloc(sizeof(*s) + len))) {
+        s->async = async;
+        memcpy(s->location, conf->location, len);
+        s->next = seen;
+        seen = s;
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, WSLOGNO(00023)
+                      "websocket: %s is served by the %s driver%s%s",
+                      conf->location, async ? "async" : "blocking",
+                      async ? "" : ": ", async ? "" : why);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
 {
     const mws_plugin_t *cb = &conf->plugin->cb;
     ws_driver_blocking_t *driver = NULL;
-    int async = ws_driver_async_possible(r, conf);
+    const char *why = NULL;
+    int async = ws_driver_async_possible(r, conf, &why);
     apr_status_t rv;
     ws_conn_t *wc;
     int status = 0;
@@ -154,6 +190,7 @@ static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
     }
     send_101(r, key, wc->subprotocol, async);
     take_over(r);
+    log_driver(r, conf, async, why);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00022)
                   "websocket open at %s, protocol %s, %s driver",
                   conf->location, wc->subprotocol ? wc->subprotocol : "-",

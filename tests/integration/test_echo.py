@@ -5,6 +5,7 @@ pong and every close-code rule of §7.4.
 """
 
 import asyncio
+import os
 import re
 
 import pytest
@@ -70,6 +71,23 @@ def test_connection_log_line_counts_both_ways(server):
     assert got, "no WS00001 line within 10 s"
     assert ("in 3 msgs 313 bytes, out 3 msgs 313 bytes, close 1000 by "
             "client" in got), got
+
+
+def test_log_names_the_driver_of_a_location(server):
+    # WS00023, once per child and location: the event MPM parks WebSockets
+    # (async driver) unless the run forces the blocking one; the other
+    # MPMs cannot, and the line says so.
+    assert run_async(echo_each(server, "/echo", ["x"])) == 1000
+    if server.mpm != "event":
+        want = ("/echo is served by the blocking driver: this MPM cannot "
+                "park connections")
+    elif os.environ.get("MWS_DRIVER") == "blocking":
+        want = "/echo is served by the blocking driver: WebSocketDriver blocking"
+    else:
+        want = "/echo is served by the async driver"
+    got = wait_for(lambda: want in server.error_log(), 10)
+    lines = [ln for ln in server.error_log().splitlines() if "WS00023" in ln]
+    assert got, "no WS00023 line saying %r: %s" % (want, lines)
 
 
 def test_connection_log_line_counts_only_what_was_sent(server):
