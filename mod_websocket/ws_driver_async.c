@@ -510,7 +510,7 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     wc->async = a;
     wc->r = NULL;               /* the request ends with the handler */
     /* The connection's allocator keeps what the request and the reads
-     * free (MaxMemFree, unlimited by default) for as long as the
+     * free (up to MaxMemFree, 2 MB by default) for as long as the
      * WebSocket lives. Our hook's first run bounds that, trim_locked()
      * hands it back once the connection is idle, and finish() restores
      * the MPM's setting for the allocator's next connection. */
