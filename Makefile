@@ -41,7 +41,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer
 
 CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension ws_origin \
-        ws_handshake
+        ws_handshake ws_pmd_negotiate
 CORE_HDRS := $(wildcard mod_websocket/*.h)
 
 # Each unit test links only the core files it tests, so one unfinished file
@@ -54,6 +54,7 @@ ws_msg_test_OBJS       := ws_msg
 ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
 ws_engine_output_test_OBJS := $(ws_engine_test_OBJS)
 ws_extension_test_OBJS := ws_extension
+ws_pmd_negotiate_test_OBJS := ws_pmd_negotiate ws_extension
 ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
 
@@ -64,6 +65,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
 fuzz_handshake_OBJS := ws_handshake ws_extension
 fuzz_extension_OBJS := ws_extension
+fuzz_pmd_offer_OBJS := ws_pmd_negotiate ws_extension
 fuzz_utf8_OBJS      := ws_utf8
 fuzz_frame_OBJS     := ws_frame
 
