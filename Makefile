@@ -41,7 +41,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
              -fno-omit-frame-pointer
 
 CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension ws_origin \
-        ws_handshake ws_pmd_negotiate
+        ws_handshake ws_pmd_negotiate ws_deflate
 CORE_HDRS := $(wildcard mod_websocket/*.h)
 
 # Each unit test links only the core files it tests, so one unfinished file
@@ -57,6 +57,7 @@ ws_extension_test_OBJS := ws_extension
 ws_pmd_negotiate_test_OBJS := ws_pmd_negotiate ws_extension
 ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
+ws_deflate_test_OBJS   := ws_deflate
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
@@ -68,6 +69,7 @@ fuzz_extension_OBJS := ws_extension
 fuzz_pmd_offer_OBJS := ws_pmd_negotiate ws_extension
 fuzz_utf8_OBJS      := ws_utf8
 fuzz_frame_OBJS     := ws_frame
+fuzz_inflate_OBJS   := ws_deflate
 
 # Prerequisites below use $$(...) to compute per-target file lists.
 .SECONDEXPANSION:
@@ -101,7 +103,7 @@ $(BUILD)/module/%.o: mod_websocket/%.c $(CORE_HDRS) \
 	    -c $< -o $@
 
 $(BUILD)/mod_websocket.so: $(MODULE_OBJS)
-	$(CC) -shared $(CFLAGS) -o $@ $^ $(APR_LIBS) -lpthread
+	$(CC) -shared $(CFLAGS) -o $@ $^ $(APR_LIBS) -lpthread -lz
 
 # Each handlers/<name>/ builds into build/handlers/<name>.so from its .c
 # files and the public header alone, as a plugin author's would.
@@ -149,7 +151,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h tests/unit/engine_harnes
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $< \
 	    $(patsubst %,$(BUILD)/core/%.o,$($*_OBJS)) \
-	    $(CHECK_LIBS) $(APR_LIBS) -o $@
+	    $(CHECK_LIBS) $(APR_LIBS) -lz -o $@
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do \
@@ -190,7 +192,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all $(APR_CFLAGS) -Imod_websocket $< \
-	    $(patsubst %,mod_websocket/%.c,$($*_OBJS)) $(APR_LIBS) -o $@
+	    $(patsubst %,mod_websocket/%.c,$($*_OBJS)) $(APR_LIBS) -lz -o $@
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 
