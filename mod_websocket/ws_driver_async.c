@@ -261,13 +261,16 @@ void ws_driver_async_kick(ws_conn_t *wc)
     /* Whoever holds the lock looks at the output again after releasing
      * it, so giving up here loses nothing. */
     while (pthread_mutex_trylock(&wc->io_lock) == 0) {
-        int busy = wc->io_dead || !a->started;
+        int again = 0;
 
-        if (!busy)
+        /* a is the connection's pool memory: read only under the lock
+         * while the connection lives. */
+        if (!wc->io_dead && a->started) {
             service_parked_locked(a);
+            again = !a->pending;
+        }
         pthread_mutex_unlock(&wc->io_lock);
-        if (busy || __atomic_load_n(&a->pending, __ATOMIC_RELAXED)
-            || !has_output(wc))
+        if (!again || !has_output(wc))
             break;
     }
 }
@@ -289,8 +292,7 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
 {
     ws_driver_async_t *a = wc->async;
     apr_time_t now = *(apr_time_t *)arg;
-
-    int trim;
+    int trim, again = 0;
 
     if (!a)
         return;
@@ -308,20 +310,30 @@ static void reactor_visit(ws_conn_t *wc, void *arg)
         call_drain_locked(a);
         if (trim)
             trim_locked(a);
+        again = !a->pending;
     }
     pthread_mutex_unlock(&wc->io_lock);
+    /* A send meanwhile (on_drain's, say) found the lock taken and left
+     * its frames to us. */
+    if (again && has_output(wc))
+        ws_driver_async_kick(wc);
 }
 
 /* The socket of a connection with stuck output takes more. */
 static void reactor_writable(ws_conn_t *wc)
 {
+    int again = 0;
+
     if (pthread_mutex_trylock(&wc->io_lock) != 0)
         return;                 /* its owner is at it */
     if (!wc->io_dead && wc->async->started) {
         service_parked_locked(wc->async);
         call_drain_locked(wc->async);
+        again = !wc->async->pending;
     }
     pthread_mutex_unlock(&wc->io_lock);
+    if (again && has_output(wc))
+        ws_driver_async_kick(wc);
 }
 
 static void release_retired(void)
