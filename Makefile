@@ -51,8 +51,10 @@ ws_utf8_test_OBJS      := ws_utf8
 ws_frame_test_OBJS     := ws_frame ws_mask
 ws_close_test_OBJS     := ws_close ws_utf8
 ws_msg_test_OBJS       := ws_msg
-ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
+ws_engine_test_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg \
+                          ws_deflate
 ws_engine_output_test_OBJS := $(ws_engine_test_OBJS)
+ws_engine_deflate_test_OBJS := $(ws_engine_test_OBJS)
 ws_extension_test_OBJS := ws_extension
 ws_pmd_negotiate_test_OBJS := ws_pmd_negotiate ws_extension
 ws_handshake_test_OBJS := ws_handshake
@@ -63,7 +65,8 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg
+fuzz_engine_OBJS    := ws_engine ws_frame ws_mask ws_utf8 ws_close ws_msg \
+                       ws_deflate
 fuzz_handshake_OBJS := ws_handshake ws_extension
 fuzz_extension_OBJS := ws_extension
 fuzz_pmd_offer_OBJS := ws_pmd_negotiate ws_extension

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ws_close.h"
+#include "ws_deflate.h"
 #include "ws_engine.h"
 #include "ws_mask.h"
 #include "ws_utf8.h"
@@ -17,6 +18,10 @@
  * larger one is freed once its message is delivered, so an idle connection
  * holds no large buffer. */
 #define KEEP_BUFFER 4096
+
+/* Compressed payload is unmasked through a buffer of this size on its way
+ * to the inflater. */
+#define UNMASK_CHUNK 4096
 
 /* Frames exposed to the driver at once (two iovecs each). */
 #define INFLIGHT 4
@@ -65,6 +70,13 @@ struct ws_engine {
     ws_utf8_t utf8;
     uint8_t   delivered;     /* the message was handed out */
     uint8_t   discard;       /* drop data payloads (we sent a close) */
+    uint8_t   compressed;    /* the message has RSV1 (permessage-deflate) */
+    uint64_t  wire_len;      /* its payload bytes as received */
+
+    /* permessage-deflate, once ws_engine_set_deflate() turned it on. */
+    ws_engine_deflate_t deflate;
+    ws_inflater_t *inflater; /* NULL when off */
+    ws_deflater_t *deflater;
 
     /* The control frame being received. */
     uint8_t   cbuf[WS_CONTROL_MAX];
@@ -137,6 +149,31 @@ ws_engine_t *ws_engine_create(const ws_engine_config_t *cfg, int64_t now)
     return e;
 }
 
+int ws_engine_set_deflate(ws_engine_t *e, const ws_engine_deflate_t *d)
+{
+    ws_inflater_t *inf;
+    ws_deflater_t *def;
+
+    if (e->inflater)
+        return -1;
+    if (!(inf = ws_deflate_inflater_create(d->inflate_window_bits,
+                                           d->inflate_no_context)))
+        return -1;
+    if (!(def = ws_deflate_deflater_create(d->deflate_window_bits,
+                                           d->deflate_mem_level,
+                                           d->deflate_level,
+                                           d->deflate_no_context))) {
+        ws_deflate_inflater_destroy(inf);
+        return -1;
+    }
+    e->deflate = *d;
+    e->inflater = inf;
+    e->deflater = def;
+    /* RFC 7692 §6: RSV1 on the first frame of a data message. */
+    ws_frame_parser_init(&e->parser, 1, WS_RSV1);
+    return 0;
+}
+
 static void drop_data_queue(ws_engine_t *e)
 {
     data_out_t *d, *next;
@@ -174,6 +211,8 @@ void ws_engine_destroy(ws_engine_t *e)
     }
     drop_data_queue(e);
     free(e->rbuf);
+    ws_deflate_inflater_destroy(e->inflater);
+    ws_deflate_deflater_destroy(e->deflater);
     free(e);
 }
 
@@ -290,6 +329,20 @@ static void reset_message(ws_engine_t *e)
     }
 }
 
+static uint64_t compressed_limit(const ws_engine_t *e)
+{
+    uint64_t max = e->cfg.max_message_size;
+
+    return max > UINT64_MAX / 2 ? UINT64_MAX : max + max / 1024 + 64;
+}
+
+static ws_event_type_e inflated(ws_engine_t *e, ws_deflate_result_e r,
+                                size_t before, uint64_t at, int64_t now,
+                                ws_event_t *ev);
+static ws_event_type_e inflate_into(ws_engine_t *e, const uint8_t *in,
+                                    size_t n, uint64_t at, int64_t now,
+                                    ws_event_t *ev);
+
 static ws_event_type_e on_header(ws_engine_t *e, int64_t now, ws_event_t *ev)
 {
     const ws_frame_header_t *h = &e->parser.hdr;
@@ -311,15 +364,92 @@ static ws_event_type_e on_header(ws_engine_t *e, int64_t now, ws_event_t *ev)
         e->msg_opcode = h->opcode;
         e->msg_frames = 0;
         ws_utf8_reset(&e->utf8);
+        e->compressed = (h->rsv & WS_RSV1) != 0;
+        e->wire_len = 0;
+        if (e->compressed
+            && ws_deflate_inflate_begin(e->inflater) != WS_DEFLATE_OK)
+            return protocol_error(e, WS_CLOSE_INTERNAL_ERROR,
+                                  "out of memory", at, now, ev);
     }
     if (e->cfg.max_fragments && ++e->msg_frames > e->cfg.max_fragments)
         return protocol_error(e, WS_CLOSE_POLICY, "too many fragments", at,
                               now, ev);
+    if (e->compressed) {
+        /* The limit counts inflated bytes, checked as they come out; what
+         * arrives compressed may not be much larger than the limit either
+         * (incompressible data grows by a few bytes per block). */
+        if (h->len > compressed_limit(e) - e->wire_len)
+            return protocol_error(e, WS_CLOSE_TOO_BIG, "message too big",
+                                  at, now, ev);
+        e->wire_len += h->len;
+        return WS_EVENT_NONE;
+    }
     if (h->len > e->cfg.max_message_size - e->rlen)
         return protocol_error(e, WS_CLOSE_TOO_BIG, "message too big", at,
                               now, ev);
     e->frame_end = e->rlen + (size_t)h->len;
     return WS_EVENT_NONE;
+}
+
+/* Where the current frame's payload starts in the stream: errors found
+ * while inflating are reported there, as the byte that revealed one
+ * depends on how the input was split. */
+static uint64_t frame_payload_start(const ws_engine_t *e)
+{
+    return e->parser.offset - e->parser.payload_off;
+}
+
+/* After inflating into the message buffer from byte 'before' on: the
+ * codec's verdict, then the UTF-8 check of what came out (§8.1 once
+ * inflated, RFC 7692 §6.1). */
+static ws_event_type_e inflated(ws_engine_t *e, ws_deflate_result_e r,
+                                size_t before, uint64_t at, int64_t now,
+                                ws_event_t *ev)
+{
+    size_t bad;
+
+    switch (r) {
+    case WS_DEFLATE_OK:
+        break;
+    case WS_DEFLATE_TOO_BIG:
+        return protocol_error(e, WS_CLOSE_TOO_BIG, "message too big", at,
+                              now, ev);
+    case WS_DEFLATE_CORRUPT:
+        return protocol_error(e, WS_CLOSE_INVALID_DATA,
+                              "invalid compressed data", at, now, ev);
+    default:
+        return protocol_error(e, WS_CLOSE_INTERNAL_ERROR,
+                              "cannot inflate", at, now, ev);
+    }
+    if (e->msg_opcode == WS_OP_TEXT
+        && !ws_utf8_feed(&e->utf8, e->rbuf + before, e->rlen - before, &bad))
+        return protocol_error(e, WS_CLOSE_INVALID_DATA, "invalid UTF-8 text",
+                              at, now, ev);
+    return WS_EVENT_NONE;
+}
+
+/* Inflate into the message buffer: in n bytes, or the end of the message
+ * when in is NULL. The buffer grows with what comes out, never past the
+ * message size limit. */
+static ws_event_type_e inflate_into(ws_engine_t *e, const uint8_t *in,
+                                    size_t n, uint64_t at, int64_t now,
+                                    ws_event_t *ev)
+{
+    ws_deflate_buf_t out;
+    ws_deflate_result_e r;
+    size_t before = e->rlen;
+
+    out.data = e->rbuf;
+    out.len = e->rlen;
+    out.cap = e->rcap;
+    out.max = e->cfg.max_message_size > SIZE_MAX
+              ? SIZE_MAX : (size_t)e->cfg.max_message_size;
+    r = in ? ws_deflate_inflate(e->inflater, in, n, &out)
+           : ws_deflate_inflate_finish(e->inflater, &out);
+    e->rbuf = out.data;
+    e->rlen = out.len;
+    e->rcap = out.cap;
+    return inflated(e, r, before, at, now, ev);
 }
 
 static ws_event_type_e on_payload(ws_engine_t *e, const uint8_t *data,
@@ -336,6 +466,18 @@ static ws_event_type_e on_payload(ws_engine_t *e, const uint8_t *data,
     }
     if (e->discard)
         return WS_EVENT_NONE;
+    if (e->compressed) {
+        uint8_t chunk[UNMASK_CHUNK];
+        ws_event_type_e t = WS_EVENT_NONE;
+        size_t k;
+
+        for (; n && t == WS_EVENT_NONE; data += k, off += k, n -= k) {
+            k = n < sizeof(chunk) ? n : sizeof(chunk);
+            ws_mask_apply(chunk, data, k, h->mask, off);
+            t = inflate_into(e, chunk, k, frame_payload_start(e), now, ev);
+        }
+        return t;
+    }
     if (!reserve(e, n))
         return protocol_error(e, WS_CLOSE_INTERNAL_ERROR, "out of memory",
                               e->parser.offset - n, now, ev);
@@ -410,6 +552,17 @@ static ws_event_type_e on_frame_end(ws_engine_t *e, int64_t now,
     default:
         if (e->discard || !h->fin)
             return WS_EVENT_NONE;
+        if (e->compressed) {
+            ws_event_type_e t = inflate_into(e, NULL, 0,
+                                             frame_payload_start(e), now, ev);
+
+            if (t != WS_EVENT_NONE)
+                return t;
+            /* Nothing to keep for the next message: an idle connection
+             * holds no zlib state. */
+            if (e->deflate.inflate_no_context)
+                ws_deflate_inflater_trim(e->inflater);
+        }
         if (e->msg_opcode == WS_OP_TEXT && !ws_utf8_complete(&e->utf8))
             return protocol_error(e, WS_CLOSE_INVALID_DATA,
                                   "text message ends inside a character",
@@ -475,22 +628,82 @@ void ws_engine_eof(ws_engine_t *e, int64_t now)
     e->expired = 1;
 }
 
+/* A message of len bytes does not fit the queue: what the policy says. */
+static ws_send_result_e queue_full(ws_engine_t *e, int64_t now)
+{
+    if (e->cfg.queue_policy == WS_QUEUE_REFUSE)
+        return WS_SEND_REFUSED;
+    if (e->cfg.queue_policy == WS_QUEUE_FAIL_1008)
+        fail(e, WS_CLOSE_POLICY, "outgoing queue full", now);
+    else
+        fail(e, WS_CLOSE_TRY_AGAIN_LATER, "outgoing queue full", now);
+    return WS_SEND_FAILED;
+}
+
+static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
+                                  int64_t now);
+
+/* Compress a message and queue it with RSV1 (RFC 7692 §7.2.1). The queue
+ * is checked first, against the uncompressed size: with context takeover
+ * a compressed message that is then not sent would leave the client's
+ * window out of step with ours. */
+static ws_send_result_e send_compressed(ws_engine_t *e, uint8_t opcode,
+                                        const void *data, size_t len,
+                                        int64_t now)
+{
+    ws_deflater_t *def = e->deflater;
+    ws_deflate_buf_t out = { NULL, 0, 0, SIZE_MAX };
+    ws_send_result_e r;
+    ws_msg_t *msg;
+
+    if (len > e->cfg.queue_cap - e->buffered)
+        return queue_full(e, now);
+    if (e->deflate.deflate_no_context && e->deflate.borrow_deflater) {
+        ws_deflater_t *lent = e->deflate.borrow_deflater(
+            e->deflate.borrow_ctx);
+
+        if (lent)
+            def = lent;
+    }
+    if (ws_deflate_compress(def, data, len, &out) != WS_DEFLATE_OK) {
+        free(out.data);
+        if (!e->deflate.deflate_no_context)
+            fail(e, WS_CLOSE_INTERNAL_ERROR, "cannot compress", now);
+        return WS_SEND_NOMEM;
+    }
+    /* Our own compressor keeps no context: let its memory go. */
+    if (def == e->deflater && e->deflate.deflate_no_context)
+        ws_deflate_deflater_trim(def);
+    msg = ws_msg_create(opcode, out.data, out.len);
+    free(out.data);
+    if (!msg) {
+        if (!e->deflate.deflate_no_context)
+            fail(e, WS_CLOSE_INTERNAL_ERROR, "out of memory", now);
+        return WS_SEND_NOMEM;
+    }
+    msg->rsv = WS_RSV1;
+    r = queue_msg(e, msg, now);
+    ws_msg_unref(msg);
+    return r;
+}
+
 ws_send_result_e ws_engine_send_msg(ws_engine_t *e, ws_msg_t *msg,
                                     int64_t now)
 {
-    data_out_t *d;
-
     if (e->state != WS_STATE_OPEN)
         return WS_SEND_CLOSED;
-    if (msg->len > e->cfg.queue_cap - e->buffered) {
-        if (e->cfg.queue_policy == WS_QUEUE_REFUSE)
-            return WS_SEND_REFUSED;
-        if (e->cfg.queue_policy == WS_QUEUE_FAIL_1008)
-            fail(e, WS_CLOSE_POLICY, "outgoing queue full", now);
-        else
-            fail(e, WS_CLOSE_TRY_AGAIN_LATER, "outgoing queue full", now);
-        return WS_SEND_FAILED;
-    }
+    if (e->inflater && msg->len >= e->deflate.min_size)
+        return send_compressed(e, msg->opcode, msg->data, msg->len, now);
+    return queue_msg(e, msg, now);
+}
+
+static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
+                                  int64_t now)
+{
+    data_out_t *d;
+
+    if (msg->len > e->cfg.queue_cap - e->buffered)
+        return queue_full(e, now);
     if (!(d = malloc(sizeof(*d))))
         return WS_SEND_NOMEM;
     d->next = NULL;
@@ -513,9 +726,11 @@ ws_send_result_e ws_engine_send(ws_engine_t *e, uint8_t opcode,
 
     if (e->state != WS_STATE_OPEN)
         return WS_SEND_CLOSED;
+    if (e->inflater && len >= e->deflate.min_size)
+        return send_compressed(e, opcode, data, len, now);
     if (!(msg = ws_msg_create(opcode, data, len)))
         return WS_SEND_NOMEM;
-    r = ws_engine_send_msg(e, msg, now);
+    r = queue_msg(e, msg, now);
     ws_msg_unref(msg);
     return r;
 }
@@ -600,7 +815,7 @@ static int expose_next(ws_engine_t *e)
             ? e->cfg.fragment_size : left;
         f->is_data = 1;
         f->hdr_len = (uint8_t)ws_frame_write_header(
-            f->hdr, n == left, 0,
+            f->hdr, n == left, d->framed ? 0 : d->msg->rsv,
             d->framed ? WS_OP_CONTINUATION : d->msg->opcode, n, NULL);
         f->payload = d->msg->data + d->framed;
         f->payload_len = (size_t)n;
@@ -722,6 +937,9 @@ size_t ws_engine_memory(const ws_engine_t *e)
         n += sizeof(*c);
     for (d = e->data_head; d; d = d->next)
         n += sizeof(*d) + sizeof(*d->msg) + d->msg->len;
+    if (e->inflater)
+        n += ws_deflate_inflater_memory(e->inflater)
+             + ws_deflate_deflater_memory(e->deflater);
     return n;
 }
 

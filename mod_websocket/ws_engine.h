@@ -45,6 +45,23 @@ typedef struct ws_engine_config {
                                    for our last bytes to leave; 0 is 5 s */
 } ws_engine_config_t;
 
+/* permessage-deflate as negotiated (RFC 7692, ws_pmd_negotiate.h), and
+ * how the server compresses. */
+typedef struct ws_engine_deflate {
+    int    inflate_window_bits;   /* 9..15: the window the client uses */
+    int    inflate_no_context;    /* the client resets after each message */
+    int    deflate_window_bits;   /* 9..15 */
+    int    deflate_mem_level;     /* 1..9 */
+    int    deflate_level;         /* -1..9 */
+    int    deflate_no_context;    /* we reset after each message */
+    size_t min_size;              /* smaller messages go uncompressed */
+    /* With deflate_no_context, a compressor to use for one message, lent
+     * by the caller (one per thread, say: any connection may use it);
+     * NULL, or a NULL answer, makes the engine use one of its own. */
+    struct ws_deflater *(*borrow_deflater)(void *ctx);
+    void  *borrow_ctx;
+} ws_engine_deflate_t;
+
 /* Fill cfg with the defaults: 1 MiB frames and messages, 1024 fragments,
  * a 4 MiB queue that refuses when full, no fragmentation, a ping after 30 s
  * without input, an idle close after 60 s, a 5 s close handshake. */
@@ -108,6 +125,13 @@ typedef struct ws_engine ws_engine_t;
 /* A new engine for a server connection opened at now, with a copy of cfg.
  * Returns NULL when out of memory. Free with ws_engine_destroy(). */
 ws_engine_t *ws_engine_create(const ws_engine_config_t *cfg, int64_t now);
+
+/* Turn permessage-deflate on, before any input: RSV1 marks a compressed
+ * message on its first frame; incoming ones are inflated (their size
+ * limits count inflated bytes, and inflating stops at the limit), and
+ * outgoing messages of at least min_size bytes are compressed. Returns 0,
+ * or -1 if a parameter is out of range or memory is short. */
+int ws_engine_set_deflate(ws_engine_t *e, const ws_engine_deflate_t *d);
 
 /* Free the engine, its buffers and its references to queued messages. */
 void ws_engine_destroy(ws_engine_t *e);

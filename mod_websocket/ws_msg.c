@@ -16,6 +16,7 @@ ws_msg_t *ws_msg_create(uint8_t opcode, const void *data, size_t len)
         return NULL;
     msg->refs = 1;
     msg->opcode = opcode;
+    msg->rsv = 0;
     msg->len = len;
     if (len)
         memcpy(msg->data, data, len);

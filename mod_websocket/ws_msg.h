@@ -11,6 +11,8 @@
 typedef struct ws_msg {
     uint32_t refs;      /* atomic */
     uint8_t  opcode;    /* WS_OP_TEXT or WS_OP_BINARY */
+    uint8_t  rsv;       /* RSV bits of its first frame: WS_RSV1 when the
+                           data is compressed (permessage-deflate) */
     size_t   len;
     uint8_t  data[];
 } ws_msg_t;

@@ -129,6 +129,9 @@ static inline void feed(ws_engine_t *e, const uint8_t *buf, size_t len, int mode
     }
 }
 
+/* permessage-deflate for the engines feed_modes() makes, or NULL. */
+static const ws_engine_deflate_t *harness_deflate __attribute__((unused));
+
 /* Run the input in every split mode against fresh engines and require the
  * same events each time; returns the log of the last mode and leaves its
  * engine in *out (or destroys it). */
@@ -143,6 +146,8 @@ static inline void feed_modes(const ws_engine_config_t *cfg, const wire_t *w,
         ws_engine_t *e = ws_engine_create(cfg, 0);
 
         ck_assert_ptr_nonnull(e);
+        if (harness_deflate)
+            ck_assert_int_eq(ws_engine_set_deflate(e, harness_deflate), 0);
         memset(log, 0, sizeof(*log));
         feed(e, w->buf, w->len, mode, 0, log);
         if (mode == 0) {
@@ -167,7 +172,7 @@ static inline void feed_modes(const ws_engine_config_t *cfg, const wire_t *w,
 /* ---- draining and parsing server output ---- */
 
 typedef struct frame_rec {
-    uint8_t fin, opcode;
+    uint8_t fin, rsv, opcode;
     size_t len;
     uint8_t data[256];
 } frame_rec_t;
@@ -212,7 +217,7 @@ static inline void parse_output(void)
     ws_frame_result_e r;
 
     out.n = 0;
-    ws_frame_parser_init(&p, 0, 0);
+    ws_frame_parser_init(&p, 0, WS_RSV1);
     while ((r = ws_frame_parse(&p, &pos, end, &data, &n))
            != WS_FRAME_NEED_MORE) {
         ck_assert_int_ne(r, WS_FRAME_ERROR);
@@ -221,7 +226,10 @@ static inline void parse_output(void)
             f = &out.f[out.n++];
             memset(f, 0, sizeof(*f));
             f->fin = p.hdr.fin;
+            f->rsv = p.hdr.rsv;
             f->opcode = p.hdr.opcode;
+            /* RSV1 only where permessage-deflate is on. */
+            ck_assert(harness_deflate || !p.hdr.rsv);
             ck_assert(!p.hdr.masked);   /* §5.1: servers never mask */
         }
         else if (r == WS_FRAME_PAYLOAD) {
@@ -255,6 +263,7 @@ static ws_engine_config_t cfg __attribute__((unused));
 static inline void setup(void)
 {
     ws_engine_config_default(&cfg);
+    harness_deflate = NULL;
     memset(&in, 0, sizeof(in));
     reset_out();
 }
