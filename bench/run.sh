@@ -232,8 +232,8 @@ ${MWS_EXTRA:-}
 EOF
 }
 
-# Does this module know WebSocketDriver? (The async driver is being
-# written; until the directive exists the blocking driver is the only one.)
+# Does this module know WebSocketDriver? (A build older than the async
+# driver has only the blocking one; the bench then skips mws-async.)
 probe_dir=$scratch/probe
 apache_conf "$probe_dir" 1 16 "$(mws_body 'WebSocketDriver async')"
 if probe_out=$("$APACHE" -t -f "$probe_dir/httpd.conf" 2>&1); then
