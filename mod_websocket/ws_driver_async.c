@@ -59,7 +59,8 @@ struct ws_driver_async {
     int woke_mpm;               /* the read side was shut to wake the MPM */
     int finished;
     apr_allocator_t *allocator; /* the connection's */
-    apr_time_t last_run;        /* of the owner hook (atomic) */
+    apr_time_t last_run;        /* last activity: the owner hook, a push
+                                   (atomic) */
     int trimmed;                /* the allocator holds nothing spare
                                    (atomic; written under io_lock) */
     int fd;                     /* the socket, for the reactor's epoll */
@@ -192,6 +193,18 @@ static void trim_locked(ws_driver_async_t *a)
     __atomic_store_n(&a->trimmed, 1, __ATOMIC_RELAXED);
 }
 
+/* The connection is busy (its owner runs, or a push writes to it): let
+ * its allocator keep blocks for reuse again, or every write would map and
+ * unmap its buffers. */
+static void note_activity_locked(ws_driver_async_t *a)
+{
+    if (__atomic_load_n(&a->trimmed, __ATOMIC_RELAXED) && a->allocator) {
+        apr_allocator_max_free_set(a->allocator, ACTIVE_MAX_FREE);
+        __atomic_store_n(&a->trimmed, 0, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&a->last_run, apr_time_now(), __ATOMIC_RELAXED);
+}
+
 /* Output is stuck on a parked connection: have the reactor's epoll say
  * when the socket takes more (the MPM polls it for reading only). Without
  * the epoll set, the reactor's tick retries. */
@@ -266,6 +279,7 @@ void ws_driver_async_kick(ws_conn_t *wc)
         /* a is the connection's pool memory: read only under the lock
          * while the connection lives. */
         if (!wc->io_dead && a->started) {
+            note_activity_locked(a);
             service_parked_locked(a);
             again = !a->pending;
         }
@@ -327,6 +341,7 @@ static void reactor_writable(ws_conn_t *wc)
     if (pthread_mutex_trylock(&wc->io_lock) != 0)
         return;                 /* its owner is at it */
     if (!wc->io_dead && wc->async->started) {
+        note_activity_locked(wc->async);
         service_parked_locked(wc->async);
         call_drain_locked(wc->async);
         again = !wc->async->pending;
@@ -578,11 +593,7 @@ static int ws_async_process_connection(conn_rec *c)
         ap_remove_input_filter(a->first_round);
         a->started = 1;
     }
-    if (a->trimmed && a->allocator) {
-        apr_allocator_max_free_set(a->allocator, ACTIVE_MAX_FREE);
-        __atomic_store_n(&a->trimmed, 0, __ATOMIC_RELAXED);
-    }
-    __atomic_store_n(&a->last_run, apr_time_now(), __ATOMIC_RELAXED);
+    note_activity_locked(a);
     pending = a->c->data_in_output_filters && pump_output(a);
     if (!pending)
         read_input(a);
