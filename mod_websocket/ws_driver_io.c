@@ -77,6 +77,11 @@ apr_status_t ws_driver_read(ws_conn_t *wc, apr_bucket_brigade *bb,
  * allocations (and the core's copies of them) than the copying does. */
 #define COPY_MAX 1024
 
+/* Up to this many bytes to copy (a small frame, as in most echoes and
+ * broadcasts) fit the bucket allocator's small blocks, which cost no
+ * allocation of their own; more get a whole APR_BUCKET_BUFF_SIZE buffer. */
+#define COPY_SMALL 96
+
 /* The copy buffer so far becomes a heap bucket at the end of bb. */
 static void flush_copy(apr_bucket_brigade *bb, char **buf, apr_size_t *used)
 {
@@ -94,7 +99,7 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
 {
     conn_rec *c = wc->c;
     ws_iovec_t iov[IOV_MAX_OUT];
-    apr_size_t total, len, used = 0;
+    apr_size_t total, len, small, used = 0, cap = 0;
     apr_status_t rv = APR_SUCCESS;
     char *buf = NULL;
     int n, i, transient;
@@ -106,6 +111,9 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
         pthread_mutex_unlock(&wc->lock);
         if (n == 0)
             break;
+        for (i = 0, small = 0; i < n; i++)
+            if (iov[i].len <= COPY_MAX)
+                small += iov[i].len;
         for (i = 0, total = 0, transient = 0;
              i < n && *passed + total < max; i++) {
             len = iov[i].len;
@@ -118,11 +126,13 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
                 transient = 1;
             }
             else {
-                if (buf && used + len > APR_BUCKET_BUFF_SIZE)
+                if (buf && used + len > cap)
                     flush_copy(bb, &buf, &used);
-                if (!buf)
-                    buf = apr_bucket_alloc(APR_BUCKET_BUFF_SIZE,
-                                           c->bucket_alloc);
+                if (!buf) {
+                    cap = small && small <= COPY_SMALL ? small
+                                                       : APR_BUCKET_BUFF_SIZE;
+                    buf = apr_bucket_alloc(cap, c->bucket_alloc);
+                }
                 memcpy(buf + used, iov[i].base, len);
                 used += len;
             }
@@ -130,10 +140,12 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
         }
         /* Transient buckets point into frames the engine frees once they
          * are written: pass them now (the filters copy what they keep). */
-        if (transient && (rv = ap_pass_brigade(c->output_filters, bb))
-                         != APR_SUCCESS)
-            break;
-        apr_brigade_cleanup(bb);
+        if (transient) {
+            rv = ap_pass_brigade(c->output_filters, bb);
+            apr_brigade_cleanup(bb);
+            if (rv != APR_SUCCESS)
+                break;
+        }
         pthread_mutex_lock(&wc->lock);
         ws_engine_written(wc->engine, total);
         pthread_mutex_unlock(&wc->lock);

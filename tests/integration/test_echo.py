@@ -73,6 +73,20 @@ def test_connection_log_line_counts_both_ways(server):
             "client" in got), got
 
 
+def test_burst_of_small_messages_all_echoed_in_order(server):
+    # 2,000 small messages in one write: their echoes go out in batches
+    # of copied frames (several buffers' worth); none may be lost or
+    # reordered.
+    conn = wsproto.Client(server).open("/echo")
+    try:
+        conn.send(b"".join(wsproto.encode_frame(TEXT, b"m%05d" % i)
+                           for i in range(2000)))
+        got = [conn.recv_message(timeout=20) for _ in range(2000)]
+    finally:
+        conn.close()
+    assert got == [(TEXT, b"m%05d" % i) for i in range(2000)]
+
+
 def test_log_names_the_driver_of_a_location(server):
     # WS00023, once per child and location: the event MPM parks WebSockets
     # (async driver) unless the run forces the blocking one; the other
