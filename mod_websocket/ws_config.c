@@ -21,6 +21,7 @@
 
 #include "ws_config.h"
 #include "ws_origin.h"
+#include "ws_pmd_negotiate.h"
 
 /* Which fields a section's own directives set (ws_dir_conf_t.set). */
 #define WS_SET_HANDLER       (1u << 0)
@@ -39,9 +40,23 @@
 #define WS_SET_IDLE          (1u << 13)
 #define WS_SET_CLOSE         (1u << 14)
 #define WS_SET_DRIVER        (1u << 15)
+#define WS_SET_DEFLATE       (1u << 16)
+#define WS_SET_DEFLATE_MODE  (1u << 17)   /* mode, window bits, mem level */
+#define WS_SET_DEFLATE_LEVEL (1u << 18)
+#define WS_SET_DEFLATE_MIN   (1u << 19)
 
 /* The driver a location gets without WebSocketDriver. */
 #define WS_DRIVER_DEFAULT    WS_DRIVER_AUTO
+
+/* permessage-deflate without its directives: on, with no zlib state held
+ * by an idle connection (shared), at the level that costs least CPU for
+ * most of the gain (1 KiB of JSON: 31% of its size at ~13 us against 25%
+ * at ~34 us for level 6), for messages of 256 bytes or more (below that
+ * the 4-byte trailer and zlib's block header eat most of the gain). */
+#define WS_DEFLATE_DEFAULT_BITS      15
+#define WS_DEFLATE_DEFAULT_MEM_LEVEL 8
+#define WS_DEFLATE_DEFAULT_LEVEL     1
+#define WS_DEFLATE_DEFAULT_MIN_SIZE  256
 
 /* An explicit size never reaches WS_UNLIMITED and always fits the int64_t
  * fields. */
@@ -409,6 +424,92 @@ static const char *ws_cmd_time(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+static const char *ws_cmd_deflate(cmd_parms *cmd, void *dconf, int on)
+{
+    ws_dir_conf_t *conf = dconf;
+
+    (void)cmd;
+    conf->deflate = on;
+    conf->set |= WS_SET_DEFLATE;
+    return NULL;
+}
+
+/* A whole number from lo to hi, nothing else; -1 if arg is not one. */
+static int parse_small(const char *arg, int lo, int hi)
+{
+    int n = 0;
+
+    if (!apr_isdigit(*arg) || strlen(arg) > 2)
+        return -1;
+    for (; apr_isdigit(*arg); arg++)
+        n = n * 10 + (*arg - '0');
+    return *arg || n < lo || n > hi ? -1 : n;
+}
+
+/* shared | dedicated [window_bits [mem_level]]: the window and memory
+ * level go with the mode, as they mean most for dedicated; an inner
+ * section that names a mode also resets them to its own or the defaults. */
+static const char *ws_cmd_deflate_mode(cmd_parms *cmd, void *dconf, int argc,
+                                       char *const argv[])
+{
+    ws_dir_conf_t *conf = dconf;
+    int bits = WS_DEFLATE_DEFAULT_BITS, level = WS_DEFLATE_DEFAULT_MEM_LEVEL;
+
+    if (argc < 1 || argc > 3)
+        return apr_psprintf(cmd->pool, "%s takes shared or dedicated, then "
+                            "optionally window bits (9-15) and a memory "
+                            "level (1-9)", cmd->cmd->name);
+    if (!strcasecmp(argv[0], "shared"))
+        conf->deflate_mode = WS_DEFLATE_SHARED;
+    else if (!strcasecmp(argv[0], "dedicated"))
+        conf->deflate_mode = WS_DEFLATE_DEDICATED;
+    else
+        return apr_psprintf(cmd->pool, "%s: '%s' is neither shared nor "
+                            "dedicated", cmd->cmd->name, argv[0]);
+    /* zlib cannot compress raw deflate with an 8-bit window. */
+    if (argc > 1 && (bits = parse_small(argv[1], 9, 15)) < 0)
+        return apr_psprintf(cmd->pool, "%s: window bits '%s' is not a "
+                            "number from 9 to 15", cmd->cmd->name, argv[1]);
+    if (argc > 2 && (level = parse_small(argv[2], 1, 9)) < 0)
+        return apr_psprintf(cmd->pool, "%s: memory level '%s' is not a "
+                            "number from 1 to 9", cmd->cmd->name, argv[2]);
+    conf->deflate_window_bits = bits;
+    conf->deflate_mem_level = level;
+    conf->set |= WS_SET_DEFLATE_MODE;
+    return NULL;
+}
+
+static const char *ws_cmd_deflate_level(cmd_parms *cmd, void *dconf,
+                                        const char *arg)
+{
+    ws_dir_conf_t *conf = dconf;
+    int level = parse_small(arg, 0, 9);
+
+    if (level < 0)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a level from 0 (no "
+                            "compression) to 9 (best)", cmd->cmd->name, arg);
+    conf->deflate_level = level;
+    conf->set |= WS_SET_DEFLATE_LEVEL;
+    return NULL;
+}
+
+/* A size, where 0 (compress everything) is allowed. */
+static const char *ws_cmd_deflate_min_size(cmd_parms *cmd, void *dconf,
+                                           const char *arg)
+{
+    ws_dir_conf_t *conf = dconf;
+    uint64_t value = 0;
+    const char *why;
+
+    if (strcmp(arg, "0") && (why = parse_size(arg, &value)))
+        return apr_psprintf(cmd->pool, "%s: '%s' %s (use a byte count with an "
+                            "optional K, M or G suffix, or 0)",
+                            cmd->cmd->name, arg, why);
+    conf->deflate_min_size = value;
+    conf->set |= WS_SET_DEFLATE_MIN;
+    return NULL;
+}
+
 /* Keys compare without case, as apr_table_get() looks them up; httpd
  * already refuses an empty key or value. */
 static const char *ws_cmd_setting(cmd_parms *cmd, void *dconf,
@@ -489,6 +590,18 @@ const command_rec ws_config_cmds[] = {
                   "a key and a value for the plugin"),
     AP_INIT_TAKE1("WebSocketLogLevel", ws_cmd_log_level, NULL, WS_WHERE,
                   "level of the line logged per connection, or off"),
+    AP_INIT_FLAG("WebSocketDeflate", ws_cmd_deflate, NULL, WS_WHERE,
+                 "accept permessage-deflate (RFC 7692) when a client offers "
+                 "it: on or off"),
+    AP_INIT_TAKE_ARGV("WebSocketDeflateMode", ws_cmd_deflate_mode, NULL,
+                      WS_WHERE, "shared (no zlib state per idle connection) "
+                      "or dedicated (context takeover), then optionally "
+                      "window bits (9-15) and memory level (1-9)"),
+    AP_INIT_TAKE1("WebSocketDeflateLevel", ws_cmd_deflate_level, NULL,
+                  WS_WHERE, "zlib compression level, 0 to 9"),
+    AP_INIT_TAKE1("WebSocketDeflateMinSize", ws_cmd_deflate_min_size, NULL,
+                  WS_WHERE, "outgoing messages smaller than this (K/M/G) "
+                  "are sent uncompressed; 0 compresses all"),
     { 0 }
 };
 
@@ -521,6 +634,12 @@ void *ws_config_create_dir(apr_pool_t *p, char *dir)
     conf->ping_interval = dflt.ping_interval;
     conf->idle_timeout = dflt.idle_timeout;
     conf->close_timeout = dflt.close_timeout;
+    conf->deflate = 1;
+    conf->deflate_mode = WS_DEFLATE_SHARED;
+    conf->deflate_window_bits = WS_DEFLATE_DEFAULT_BITS;
+    conf->deflate_mem_level = WS_DEFLATE_DEFAULT_MEM_LEVEL;
+    conf->deflate_level = WS_DEFLATE_DEFAULT_LEVEL;
+    conf->deflate_min_size = WS_DEFLATE_DEFAULT_MIN_SIZE;
     return conf;
 }
 
@@ -579,6 +698,17 @@ void *ws_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
         conf->idle_timeout = add->idle_timeout;
     if (set & WS_SET_CLOSE)
         conf->close_timeout = add->close_timeout;
+    if (set & WS_SET_DEFLATE)
+        conf->deflate = add->deflate;
+    if (set & WS_SET_DEFLATE_MODE) {
+        conf->deflate_mode = add->deflate_mode;
+        conf->deflate_window_bits = add->deflate_window_bits;
+        conf->deflate_mem_level = add->deflate_mem_level;
+    }
+    if (set & WS_SET_DEFLATE_LEVEL)
+        conf->deflate_level = add->deflate_level;
+    if (set & WS_SET_DEFLATE_MIN)
+        conf->deflate_min_size = add->deflate_min_size;
     return conf;
 }
 
@@ -601,4 +731,14 @@ void ws_config_engine(const ws_dir_conf_t *conf, ws_engine_config_t *cfg)
     cfg->ping_interval = conf->ping_interval;
     cfg->idle_timeout = conf->idle_timeout;
     cfg->close_timeout = conf->close_timeout;
+}
+
+void ws_config_pmd(const ws_dir_conf_t *conf, ws_pmd_negotiate_config_t *out)
+{
+    int shared = conf->deflate_mode == WS_DEFLATE_SHARED;
+
+    out->server_max_window_bits = conf->deflate_window_bits;
+    out->client_max_window_bits = conf->deflate_window_bits;
+    out->server_no_context_takeover = shared;
+    out->client_no_context_takeover = shared;
 }

@@ -11,6 +11,7 @@
 #include "http_config.h"
 
 #include "ws_engine.h"
+#include "ws_pmd_negotiate.h"
 #include "ws_plugin_host.h"
 
 /* Whose pages may open a WebSocket here (the Origin header, RFC 6455
@@ -34,6 +35,14 @@ typedef enum {
     WS_DRIVER_BLOCKING,     /* a thread per connection, on every MPM */
     WS_DRIVER_ASYNC         /* async where possible, else blocking */
 } ws_driver_e;
+
+/* How permessage-deflate (RFC 7692) keeps its zlib state. */
+typedef enum {
+    WS_DEFLATE_SHARED = 0,  /* no context takeover either way: compressors
+                               lent per thread, nothing held while idle */
+    WS_DEFLATE_DEDICATED    /* context takeover: each connection owns its
+                               compressor and inflater */
+} ws_deflate_mode_e;
 
 /* log_level's value for "WebSocketLogLevel off" (any negative is off). */
 #define WS_LOG_OFF (-2)
@@ -81,6 +90,15 @@ typedef struct ws_dir_conf {
     apr_interval_time_t ping_interval;  /* 0 off */
     apr_interval_time_t idle_timeout;   /* 0 off */
     apr_interval_time_t close_timeout;  /* > 0 */
+
+    /* permessage-deflate. */
+    int      deflate;             /* 1: accept a client's offer */
+    ws_deflate_mode_e deflate_mode;
+    int      deflate_window_bits; /* 9..15: our window, and the most we ask
+                                     the client to use */
+    int      deflate_mem_level;   /* 1..9 */
+    int      deflate_level;       /* 0..9 */
+    uint64_t deflate_min_size;    /* smaller outgoing messages go as they are */
 } ws_dir_conf_t;
 
 /* Exported despite -fvisibility=hidden: httpd finds the module by name. */
@@ -103,5 +121,11 @@ const ws_dir_conf_t *ws_config_get(const request_rec *r);
 /* Fill an engine configuration from a merged dir config; engine fields the
  * directives do not cover keep ws_engine_config_default()'s values. */
 void ws_config_engine(const ws_dir_conf_t *conf, ws_engine_config_t *cfg);
+
+/* What the negotiation may agree to at a location with deflate on
+ * (ws_pmd_negotiate.h): the mode decides context takeover, the window
+ * bounds both sides. */
+void ws_config_pmd(const ws_dir_conf_t *conf,
+                   ws_pmd_negotiate_config_t *out);
 
 #endif /* WS_CONFIG_H */

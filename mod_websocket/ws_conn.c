@@ -7,6 +7,7 @@
  * thread-safe). Request accessors read the request_rec and are for the
  * owner thread only.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 
 #include "ws_close.h"
 #include "ws_conn.h"
+#include "ws_deflate_share.h"
 #include "ws_driver.h"
 #include "ws_handshake.h"
 #include "ws_log.h"
@@ -239,8 +241,38 @@ static const mws_server_api_t server_api = {
 
 /* ---- life cycle ---- */
 
+/* permessage-deflate as agreed in the handshake, before any input (RFC
+ * 7692 §6: RSV1 means nothing until then). A compressor without context
+ * takeover is borrowed per message from the sending thread, so the
+ * connection holds none while idle; the engine drops its inflater's state
+ * after each message when the client resets its own. Returns 0, or -1
+ * when memory is short. */
+static int set_deflate(ws_engine_t *e, const ws_dir_conf_t *conf,
+                       const ws_pmd_negotiate_params_t *pmd)
+{
+    ws_engine_deflate_t d;
+
+    memset(&d, 0, sizeof(d));
+    d.inflate_window_bits = pmd->client_window_bits;
+    d.inflate_no_context = pmd->client_no_context_takeover;
+    d.deflate_window_bits = pmd->server_window_bits;
+    d.deflate_mem_level = conf->deflate_mem_level;
+    d.deflate_level = conf->deflate_level;
+    d.deflate_no_context = pmd->server_no_context_takeover;
+    d.min_size = conf->deflate_min_size > SIZE_MAX
+                 ? SIZE_MAX : (size_t)conf->deflate_min_size;
+    if (d.deflate_no_context) {
+        d.borrow_deflater = ws_deflate_share_borrow;
+        d.borrow_ctx = ws_deflate_share_ctx(d.deflate_window_bits,
+                                            d.deflate_mem_level,
+                                            d.deflate_level);
+    }
+    return ws_engine_set_deflate(e, &d);
+}
+
 ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
-                          const char *subprotocol)
+                          const char *subprotocol,
+                          const ws_pmd_negotiate_params_t *pmd)
 {
     conn_rec *c = r->connection;
     ws_engine_config_t ecfg;
@@ -252,6 +284,11 @@ ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
     ws_config_engine(conf, &ecfg);
     wc->started = apr_time_now();
     if (!(wc->engine = ws_engine_create(&ecfg, wc->started))) {
+        free(wc);
+        return NULL;
+    }
+    if (pmd && set_deflate(wc->engine, conf, pmd)) {
+        ws_engine_destroy(wc->engine);
         free(wc);
         return NULL;
     }

@@ -16,6 +16,7 @@
 #include "mod_websocket_plugin.h"
 #include "ws_config.h"
 #include "ws_engine.h"
+#include "ws_pmd_negotiate.h"
 
 typedef struct ws_conn ws_conn_t;
 
@@ -63,10 +64,13 @@ struct ws_conn {
     ws_conn_t *prev, *next;
 };
 
-/* A new connection for r with the engine configured from conf, holding one
- * reference for the caller (the driver). NULL when out of memory. */
+/* A new connection for r with the engine configured from conf, and with
+ * permessage-deflate on as pmd says when it is not NULL (compressing as
+ * conf's WebSocketDeflate* directives say), holding one reference for the
+ * caller (the driver). NULL when out of memory. */
 ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
-                          const char *subprotocol);
+                          const char *subprotocol,
+                          const ws_pmd_negotiate_params_t *pmd);
 
 /* Hook the driver's wake-up in (NULL to unhook), under the lock. */
 void ws_conn_set_wake(ws_conn_t *wc, ws_conn_wake_fn *wake, void *ctx);

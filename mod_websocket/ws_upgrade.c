@@ -20,9 +20,11 @@
 
 #include "ws_conn.h"
 #include "ws_driver.h"
+#include "ws_extension.h"
 #include "ws_handshake.h"
 #include "ws_log.h"
 #include "ws_origin.h"
+#include "ws_pmd_negotiate.h"
 #include "ws_upgrade.h"
 
 APLOG_USE_MODULE(websocket);
@@ -64,11 +66,68 @@ static const char *choose_protocol(request_rec *r, const ws_dir_conf_t *conf)
         (const char *const *)allowed->elts, allowed->nelts);
 }
 
+/* apr_table_do callback: every Sec-WebSocket-Extensions line, joined with
+ * ", " as RFC 9110 §5.3 combines repeated fields (httpd merges them for
+ * HTTP/1.1, but mod_http2's requests may keep them apart). */
+typedef struct {
+    apr_pool_t *pool;
+    const char *value;
+} joined_t;
+
+static int join_value(void *rec, const char *key, const char *value)
+{
+    joined_t *j = rec;
+
+    (void)key;
+    j->value = j->value ? apr_pstrcat(j->pool, j->value, ", ", value, NULL)
+                        : value;
+    return 1;
+}
+
+/* permessage-deflate (RFC 7692): the first of the client's offers that
+ * this location can honour. Returns the response element for
+ * Sec-WebSocket-Extensions with *params filled in, or NULL to decline:
+ * extensions never refuse a handshake (RFC 6455 §9.1 lets the server
+ * leave them all out), so a header that breaks the grammar or offers
+ * nothing acceptable only means no extension. */
+static const char *choose_extensions(request_rec *r, const ws_dir_conf_t *conf,
+                                     ws_pmd_negotiate_params_t *params)
+{
+    joined_t joined = { r->pool, NULL };
+    apr_array_header_t *offers;
+    ws_pmd_negotiate_config_t pmd;
+    ws_pmd_negotiate_result_t res;
+    size_t error_at;
+
+    apr_table_do(join_value, &joined, r->headers_in,
+                 "Sec-WebSocket-Extensions", NULL);
+    if (!joined.value || !conf->deflate)
+        return NULL;
+    if (!ws_extension_parse(r->pool, joined.value, &offers, &error_at)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00103)
+                      "websocket: Sec-WebSocket-Extensions breaks the "
+                      "grammar at byte %" APR_SIZE_T_FMT ", no extension: %s",
+                      error_at, joined.value);
+        return NULL;
+    }
+    ws_config_pmd(conf, &pmd);
+    if (!ws_pmd_negotiate_choose(r->pool, offers, &pmd, &res)) {
+        if (res.declined)
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00104)
+                          "websocket: permessage-deflate declined (%s): %s",
+                          res.declined, joined.value);
+        return NULL;
+    }
+    *params = res.params;
+    return res.response;
+}
+
 /* The 101 for the async driver: queued, not flushed. The MPM flushes it
  * once the handler has returned and is about to poll the connection; a
  * flush here would let a fast client's first frame be read into the
  * core's buffer, where no poll would report it. */
-static void queue_101(request_rec *r, const char *accept, const char *protocol)
+static void queue_101(request_rec *r, const char *accept, const char *protocol,
+                      const char *extensions)
 {
     conn_rec *c = r->connection;
     apr_bucket_brigade *bb = apr_brigade_create(r->pool, c->bucket_alloc);
@@ -84,25 +143,28 @@ static void queue_101(request_rec *r, const char *accept, const char *protocol)
                        "Upgrade: websocket\r\n"
                        "Connection: Upgrade\r\n"
                        "Sec-WebSocket-Accept: %s\r\n"
-                       "%s%s%s\r\n", accept,
+                       "%s%s%s%s%s%s\r\n", accept,
                        protocol ? "Sec-WebSocket-Protocol: " : "",
-                       protocol ? protocol : "", protocol ? "\r\n" : "");
+                       protocol ? protocol : "", protocol ? "\r\n" : "",
+                       extensions ? "Sec-WebSocket-Extensions: " : "",
+                       extensions ? extensions : "",
+                       extensions ? "\r\n" : "");
     ap_pass_brigade(c->output_filters, bb);
     apr_brigade_destroy(bb);
 }
 
 /* The 101 (§4.2.2), as an interim response so that httpd sends no second
- * header block when the handler returns. Extensions are all declined for
- * now, which §9.1 allows by leaving the header out. */
+ * header block when the handler returns. extensions is the accepted
+ * Sec-WebSocket-Extensions value, or NULL for none. */
 static void send_101(request_rec *r, const char *key, const char *protocol,
-                     int async)
+                     const char *extensions, int async)
 {
     char accept[WS_HANDSHAKE_ACCEPT_LEN + 1];
 
     ws_handshake_accept_key(key, accept);
     r->status = HTTP_SWITCHING_PROTOCOLS;
     if (async) {
-        queue_101(r, accept, protocol);
+        queue_101(r, accept, protocol, extensions);
         return;
     }
     apr_table_clear(r->headers_out);
@@ -112,6 +174,9 @@ static void send_101(request_rec *r, const char *key, const char *protocol,
                    apr_pstrdup(r->pool, accept));
     if (protocol)
         apr_table_setn(r->headers_out, "Sec-WebSocket-Protocol", protocol);
+    if (extensions)
+        apr_table_setn(r->headers_out, "Sec-WebSocket-Extensions",
+                       extensions);
     ap_send_interim_response(r, 1);
 }
 
@@ -162,6 +227,8 @@ static void log_driver(request_rec *r, const ws_dir_conf_t *conf, int async,
 static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
 {
     const mws_plugin_t *cb = &conf->plugin->cb;
+    ws_pmd_negotiate_params_t pmd;
+    const char *extensions = choose_extensions(r, conf, &pmd);
     ws_driver_blocking_t *driver = NULL;
     const char *why = NULL;
     int async = ws_driver_async_possible(r, conf, &why);
@@ -169,8 +236,15 @@ static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
     ws_conn_t *wc;
     int status = 0;
 
-    if (!(wc = ws_conn_create(r, conf, choose_protocol(r, conf))))
+    /* The engine inflates from its first byte on, so deflate is set up
+     * here, before the 101; out of memory is a 500, not a 101 without the
+     * extension the client was told about. */
+    if (!(wc = ws_conn_create(r, conf, choose_protocol(r, conf),
+                              extensions ? &pmd : NULL))) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_ENOMEM, r, WSLOGNO(00105)
+                      "websocket: cannot set up the connection");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (!async && !(driver = ws_driver_blocking_create(wc, &rv))) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, WSLOGNO(00021)
                       "websocket: cannot poll the connection");
@@ -188,13 +262,14 @@ static int run(request_rec *r, const ws_dir_conf_t *conf, const char *key)
             status = HTTP_INTERNAL_SERVER_ERROR;
         return refuse(r, status, "refused by the plugin");
     }
-    send_101(r, key, wc->subprotocol, async);
+    send_101(r, key, wc->subprotocol, extensions, async);
     take_over(r);
     log_driver(r, conf, async, why);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, WSLOGNO(00022)
-                  "websocket open at %s, protocol %s, %s driver",
-                  conf->location, wc->subprotocol ? wc->subprotocol : "-",
-                  async ? "async" : "blocking");
+                  "websocket open at %s, protocol %s, extensions %s, "
+                  "%s driver", conf->location,
+                  wc->subprotocol ? wc->subprotocol : "-",
+                  extensions ? extensions : "-", async ? "async" : "blocking");
     if (async) {
         ws_driver_async_start(wc);
         return OK;
