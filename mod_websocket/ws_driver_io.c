@@ -129,8 +129,10 @@ apr_status_t ws_driver_pass_output(ws_conn_t *wc, apr_bucket_brigade *bb,
                 if (buf && used + len > cap)
                     flush_copy(bb, &buf, &used);
                 if (!buf) {
-                    cap = small && small <= COPY_SMALL ? small
-                                                       : APR_BUCKET_BUFF_SIZE;
+                    /* len may be the cut end of a large payload, which
+                     * small does not count. */
+                    cap = len <= small && small <= COPY_SMALL
+                          ? small : APR_BUCKET_BUFF_SIZE;
                     buf = apr_bucket_alloc(cap, c->bucket_alloc);
                 }
                 memcpy(buf + used, iov[i].base, len);

@@ -31,6 +31,11 @@ def require_pusher(so=PUSHER_SO):
                     pytrace=False)
 
 
+def flood_payload(size):
+    """What each of the pusher's "flood N SIZE" messages holds."""
+    return bytes(ord("a") + i % 26 for i in range(size))
+
+
 def pusher_locations(so=PUSHER_SO):
     """/push (defaults) and one /slow-<policy> location per queue policy,
     each with a 256K queue, all served by the pusher plugin."""

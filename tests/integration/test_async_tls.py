@@ -27,6 +27,10 @@ run.sh's blocking pass changes nothing here) and no test name says
   stalled connection does not block it); then the client only reads: all
   64 messages arrive intact, then "flood queued=64 refused=0 gone=0",
   promptly.
+- test_pushes_cut_at_the_pass_budget_arrive_intact: 24 rounds of "flood
+  300 SIZE" with SIZE 3000..6000 bytes, so the driver's 32 KiB passes end
+  inside payloads: every message arrives intact, the child does not crash
+  and the close is 1000.
 - test_pings_reach_parked_wss_connections: /ka (pings every 500 ms, idle
   close at 3 s) on 2 x 20 parked wss connections: the silent half gets
   pings every ~500 ms, then 1001 at 3 s and TCP closed behind it; the half
@@ -63,10 +67,11 @@ import termios
 import time
 
 import wsproto
-from support import PUSHER_SO, wait_for
+from support import PUSHER_SO, flood_payload, wait_for
 from test_async import (EXTRA_THREADS_PER_CHILD, async_locations, command,
-                        controls_per_child, driver_lines, event_mpm, fields,
-                        report, reply, servers, thread_counts)  # noqa: F401
+                        controls_per_child, crash_lines, driver_lines,
+                        event_mpm, fields, report, reply, servers,
+                        thread_counts)  # noqa: F401
 from wsproto import BINARY, CLOSE, CONT, PING, PONG, TEXT
 
 # The vhost Timeout of these servers (event_mpm's default): the async
@@ -723,7 +728,7 @@ def test_large_push_to_parked_wss_connection(servers, capsys):
         in_server_kernel = tcp_queues().get((srv.port, port), (0, 0))[0]
         t0 = time.monotonic()
         deadline = t0 + 30
-        blob = bytes(FLOOD_SIZE)
+        blob = flood_payload(FLOOD_SIZE)
         got, stamps = [], [t0]
         while len(got) < FLOOD_N + 1:
             op, data = conn.recv_message(
@@ -766,7 +771,7 @@ def test_large_push_to_parked_wss_connection(servers, capsys):
         "this test tested nothing" % (held, total, in_client,
                                       in_server_kernel))
     assert got[:FLOOD_N] == ["blob"] * FLOOD_N, (
-        "not %d intact messages of %d zero bytes: %r"
+        "not %d intact messages of %d bytes: %r"
         % (FLOOD_N, FLOOD_SIZE, [g for g in got if g != "blob"][:5]))
     assert summary == (TEXT, b"flood queued=%d refused=0 gone=0" % FLOOD_N), (
         summary)
@@ -777,6 +782,47 @@ def test_large_push_to_parked_wss_connection(servers, capsys):
     # at which a ping would be the first thing to move a stuck connection.
     assert t_read < 10, "reading 4 MiB took %.1fs" % t_read
     assert close.close_code == 1000, close
+
+
+CUT_ROUNDS = 24
+CUT_N = 300
+CUT_SIZES = (4000, 3000, 5000, 6000)
+
+
+def test_pushes_cut_at_the_pass_budget_arrive_intact(servers, capsys):
+    # Frames of a few KiB: the driver's passes (half the core's
+    # FlushMaxThreshold, 32 KiB) end inside payloads, often with less than
+    # 1 KiB of one to go (731 bytes with 4000-byte messages), which is
+    # copied rather than passed as a transient bucket. A copy buffer sized
+    # for the frame headers alone once took those bytes past its end, into
+    # the bucket allocator's free list, where the pusher's letters made the
+    # child crash (in every one of five runs of this test, before the
+    # fix).
+    srv = tls_server(servers, "async-tls-cut", 4, extra=FLOOD_LOCATION)
+    offset = srv.error_log_size()
+    conn = open_mem(srv, "/flood")
+    try:
+        for k in range(CUT_ROUNDS):
+            size = CUT_SIZES[k % len(CUT_SIZES)]
+            blob = flood_payload(size)
+            conn.send_text("flood %d %d" % (CUT_N, size))
+            bad = 0
+            for _ in range(CUT_N):
+                op, data = conn.recv_message(timeout=20)
+                bad += (op, data) != (BINARY, blob)
+            summary = conn.recv_message(timeout=20)
+            assert bad == 0, "%d of %d messages of %d bytes damaged" % (
+                bad, CUT_N, size)
+            assert summary == (TEXT, b"flood queued=%d refused=0 gone=0"
+                               % CUT_N), summary
+        conn.send_close(1000)
+        close = conn.recv_close(timeout=5)
+    finally:
+        conn.close()
+    assert not crash_lines(srv, offset), crash_lines(srv, offset)
+    assert close.close_code == 1000, close
+    report(capsys, "%d rounds of %d pushes of %s bytes over wss arrived "
+           "intact" % (CUT_ROUNDS, CUT_N, "/".join(map(str, CUT_SIZES))))
 
 
 # ================================================ 4: keepalive, parked

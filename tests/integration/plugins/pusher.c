@@ -3,8 +3,10 @@
  * past on_close, and a full outgoing queue. Commands, as text messages:
  *
  *   push N        the thread sends "push 0" .. "push N-1" to this client
- *   flood N SIZE  the thread sends N binary messages of SIZE bytes as fast
- *                 as it can, then a text "flood queued=Q refused=R gone=G";
+ *   flood N SIZE  the thread sends N binary messages of SIZE bytes
+ *                 ("abc..z" repeated: bytes that would show up as bad
+ *                 pointers if the module wrote them where it must not) as
+ *                 fast as it can, then a text "flood queued=Q refused=R gone=G";
  *                 while the queue is too full for that summary (refuse
  *                 policy, client not reading yet) it retries every 10 ms
  *                 for up to 60 s, so a client that reads later still sees it
@@ -159,7 +161,9 @@ static void run_job(job_t *j)
         run_broadcast(j);
         return;
     }
-    blob = j->size ? calloc(1, (size_t)j->size) : NULL;
+    blob = j->size ? malloc((size_t)j->size) : NULL;
+    for (i = 0; blob && i < j->size; i++)
+        blob[i] = (char)('a' + i % 26);
     for (i = 0; i < j->count; i++) {
         mws_send_result_e r;
 
