@@ -77,6 +77,9 @@ struct ws_engine {
     ws_engine_deflate_t deflate;
     ws_inflater_t *inflater; /* NULL when off */
     ws_deflater_t *deflater;
+    uint16_t  deflate_key;   /* without context takeover, our compression
+                                parameters, under which a shared message's
+                                compressed form is kept; else 0 */
 
     /* The control frame being received. */
     uint8_t   cbuf[WS_CONTROL_MAX];
@@ -169,6 +172,12 @@ int ws_engine_set_deflate(ws_engine_t *e, const ws_engine_deflate_t *d)
     e->deflate = *d;
     e->inflater = inf;
     e->deflater = def;
+    /* Without context a message compresses the same for every connection
+     * with these parameters (zlib is deterministic). */
+    if (d->deflate_no_context)
+        e->deflate_key = (uint16_t)(0x8000 | (d->deflate_level + 1)
+                                    | d->deflate_window_bits << 4
+                                    | d->deflate_mem_level << 8);
     /* RFC 7692 §6: RSV1 on the first frame of a data message. */
     ws_frame_parser_init(&e->parser, 1, WS_RSV1);
     return 0;
@@ -643,47 +652,72 @@ static ws_send_result_e queue_full(ws_engine_t *e, int64_t now)
 static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
                                   int64_t now);
 
-/* Compress a message and queue it with RSV1 (RFC 7692 §7.2.1). The queue
- * is checked first, against the uncompressed size: with context takeover
- * a compressed message that is then not sent would leave the client's
- * window out of step with ours. */
-static ws_send_result_e send_compressed(ws_engine_t *e, uint8_t opcode,
-                                        const void *data, size_t len,
-                                        int64_t now)
+/* data compressed as one message, in a message of its own with RSV1
+ * (RFC 7692 §7.2.1); NULL if zlib or memory failed. The buffer is sized
+ * for the worst case (zlib's deflateBound() for any parameters, plus the
+ * sync flush's empty block) and then cut to fit, so that compressing
+ * costs one allocation and no copy. */
+static ws_msg_t *compress_msg(ws_engine_t *e, ws_deflater_t *def,
+                              uint8_t opcode, const void *data, size_t len)
+{
+    size_t bound = len + ((len + 7) >> 3) + ((len + 63) >> 6) + 16;
+    ws_deflate_buf_t out;
+    ws_msg_t *z;
+
+    if (len > SIZE_MAX / 2 || !(z = ws_msg_alloc(opcode, bound)))
+        return NULL;
+    out.data = z->data;
+    out.len = 0;
+    out.cap = out.max = bound;
+    if (ws_deflate_compress(def, data, len, &out) != WS_DEFLATE_OK) {
+        ws_msg_unref(z);
+        return NULL;
+    }
+    z = ws_msg_shrink(z, out.len);
+    z->rsv = WS_RSV1;
+    z->deflate_key = e->deflate_key;
+    return z;
+}
+
+/* Queue a message compressed. The queue is checked first, against the
+ * uncompressed size: with context takeover a compressed message that is
+ * then not sent would leave the client's window out of step with ours.
+ * Without context takeover a shared message is compressed once for all
+ * the connections that use the same parameters. */
+static ws_send_result_e send_compressed(ws_engine_t *e, ws_msg_t *shared,
+                                        uint8_t opcode, const void *data,
+                                        size_t len, int64_t now)
 {
     ws_deflater_t *def = e->deflater;
-    ws_deflate_buf_t out = { NULL, 0, 0, SIZE_MAX };
     ws_send_result_e r;
-    ws_msg_t *msg;
+    ws_msg_t *z = NULL;
 
     if (len > e->cfg.queue_cap - e->buffered)
         return queue_full(e, now);
-    if (e->deflate.deflate_no_context && e->deflate.borrow_deflater) {
-        ws_deflater_t *lent = e->deflate.borrow_deflater(
-            e->deflate.borrow_ctx);
+    if (shared && e->deflate_key)
+        z = ws_msg_deflated(shared, e->deflate_key);
+    if (!z) {
+        if (e->deflate.deflate_no_context && e->deflate.borrow_deflater) {
+            ws_deflater_t *lent = e->deflate.borrow_deflater(
+                e->deflate.borrow_ctx);
 
-        if (lent)
-            def = lent;
+            if (lent)
+                def = lent;
+        }
+        z = compress_msg(e, def, opcode, data, len);
+        /* Our own compressor keeps no context: let its memory go. */
+        if (def == e->deflater && e->deflate.deflate_no_context)
+            ws_deflate_deflater_trim(def);
+        if (!z) {
+            if (!e->deflate.deflate_no_context)
+                fail(e, WS_CLOSE_INTERNAL_ERROR, "cannot compress", now);
+            return WS_SEND_NOMEM;
+        }
+        if (shared && e->deflate_key)
+            ws_msg_offer_deflated(shared, z);
     }
-    if (ws_deflate_compress(def, data, len, &out) != WS_DEFLATE_OK) {
-        free(out.data);
-        if (!e->deflate.deflate_no_context)
-            fail(e, WS_CLOSE_INTERNAL_ERROR, "cannot compress", now);
-        return WS_SEND_NOMEM;
-    }
-    /* Our own compressor keeps no context: let its memory go. */
-    if (def == e->deflater && e->deflate.deflate_no_context)
-        ws_deflate_deflater_trim(def);
-    msg = ws_msg_create(opcode, out.data, out.len);
-    free(out.data);
-    if (!msg) {
-        if (!e->deflate.deflate_no_context)
-            fail(e, WS_CLOSE_INTERNAL_ERROR, "out of memory", now);
-        return WS_SEND_NOMEM;
-    }
-    msg->rsv = WS_RSV1;
-    r = queue_msg(e, msg, now);
-    ws_msg_unref(msg);
+    r = queue_msg(e, z, now);
+    ws_msg_unref(z);
     return r;
 }
 
@@ -693,7 +727,8 @@ ws_send_result_e ws_engine_send_msg(ws_engine_t *e, ws_msg_t *msg,
     if (e->state != WS_STATE_OPEN)
         return WS_SEND_CLOSED;
     if (e->inflater && msg->len >= e->deflate.min_size)
-        return send_compressed(e, msg->opcode, msg->data, msg->len, now);
+        return send_compressed(e, msg, msg->opcode, msg->data, msg->len,
+                               now);
     return queue_msg(e, msg, now);
 }
 
@@ -727,7 +762,7 @@ ws_send_result_e ws_engine_send(ws_engine_t *e, uint8_t opcode,
     if (e->state != WS_STATE_OPEN)
         return WS_SEND_CLOSED;
     if (e->inflater && len >= e->deflate.min_size)
-        return send_compressed(e, opcode, data, len, now);
+        return send_compressed(e, NULL, opcode, data, len, now);
     if (!(msg = ws_msg_create(opcode, data, len)))
         return WS_SEND_NOMEM;
     r = queue_msg(e, msg, now);

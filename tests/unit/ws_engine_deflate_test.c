@@ -413,6 +413,103 @@ START_TEST(rfc7692_send_refused_before_compressing)
 }
 END_TEST
 
+/* Inflate what one engine sent as a single message, and check it is text
+ * and compressed. */
+static void assert_sent_compressed(const char *text, size_t len)
+{
+    ws_inflater_t *inf = ws_deflate_inflater_create(15, 1);
+    ws_deflate_buf_t o = { NULL, 0, 0, SIZE_MAX };
+
+    parse_output();
+    ck_assert_int_eq(out.n, 1);
+    ck_assert_int_eq(out.f[0].rsv, WS_RSV1);
+    ck_assert_int_eq(out.f[0].opcode, WS_OP_TEXT);
+    ck_assert_uint_le(out.f[0].len, sizeof(out.f[0].data));
+    ck_assert_int_eq(ws_deflate_inflate_begin(inf), WS_DEFLATE_OK);
+    ck_assert_int_eq(ws_deflate_inflate(inf, out.f[0].data, out.f[0].len,
+                                        &o), WS_DEFLATE_OK);
+    ck_assert_int_eq(ws_deflate_inflate_finish(inf, &o), WS_DEFLATE_OK);
+    ck_assert_uint_eq(o.len, len);
+    ck_assert_mem_eq(o.data, text, len);
+    free(o.data);
+    ws_deflate_inflater_destroy(inf);
+}
+
+/* One shared message sent to several connections without context
+ * takeover is compressed once per set of parameters: the first engine
+ * compresses and keeps the result on the message, the next with the same
+ * parameters sends those very bytes without compressing; one with another
+ * level compresses for itself, and one with context takeover never uses
+ * the shared form (its window must see every message). */
+START_TEST(rfc7692_shared_message_compressed_once)
+{
+    static char text[3000];
+    static uint8_t first[1024];
+    ws_deflater_t *lender = ws_deflate_deflater_create(15, 8, 6, 1);
+    ws_engine_deflate_t other;
+    ws_engine_t *e;
+    ws_msg_t *msg;
+    size_t i, first_len;
+
+    for (i = 0; i < sizeof(text); i++)
+        text[i] = "{\"tick\":123,\"price\":45.6}"[i % 26];
+    msg = ws_msg_create(WS_OP_TEXT, text, sizeof(text));
+    pmd.deflate_no_context = 1;
+    pmd.borrow_deflater = lend;
+    pmd.borrow_ctx = lender;
+    lent = 0;
+    for (i = 0; i < 3; i++) {
+        e = ws_engine_create(&cfg, 0);
+        ck_assert_int_eq(ws_engine_set_deflate(e, &pmd), 0);
+        ck_assert_int_eq(ws_engine_send_msg(e, msg, 0), WS_SEND_QUEUED);
+        memset(&out, 0, sizeof(out));
+        drain(e, 0);
+        assert_sent_compressed(text, sizeof(text));
+        if (i == 0) {
+            ck_assert_uint_le(out.len, sizeof(first));
+            memcpy(first, out.bytes, out.len);
+            first_len = out.len;
+        }
+        else {
+            ck_assert_uint_eq(out.len, first_len);
+            ck_assert_mem_eq(out.bytes, first, first_len);
+        }
+        ws_engine_destroy(e);
+    }
+    ck_assert_int_eq(lent, 1);
+    ck_assert_ptr_nonnull(msg->deflated);
+
+    other = pmd;
+    other.deflate_level = 1;
+    e = ws_engine_create(&cfg, 0);
+    ck_assert_int_eq(ws_engine_set_deflate(e, &other), 0);
+    ck_assert_int_eq(ws_engine_send_msg(e, msg, 0), WS_SEND_QUEUED);
+    ck_assert_int_eq(lent, 2);
+    memset(&out, 0, sizeof(out));
+    drain(e, 0);
+    assert_sent_compressed(text, sizeof(text));
+    ws_engine_destroy(e);
+
+    other = pmd;
+    other.deflate_no_context = 0;
+    other.borrow_deflater = NULL;
+    e = ws_engine_create(&cfg, 0);
+    ck_assert_int_eq(ws_engine_set_deflate(e, &other), 0);
+    for (i = 0; i < 2; i++)
+        ck_assert_int_eq(ws_engine_send_msg(e, msg, 0), WS_SEND_QUEUED);
+    memset(&out, 0, sizeof(out));
+    drain(e, 0);
+    parse_output();
+    /* The second refers back to the first: not the shared bytes. */
+    ck_assert_int_eq(out.n, 2);
+    ck_assert_uint_lt(out.f[1].len, out.f[0].len);
+    ws_engine_destroy(e);
+
+    ws_msg_unref(msg);
+    ws_deflate_deflater_destroy(lender);
+}
+END_TEST
+
 static Suite *engine_deflate_suite(void)
 {
     Suite *s = suite_create("ws_engine_deflate");
@@ -434,6 +531,7 @@ static Suite *engine_deflate_suite(void)
     tcase_add_test(tc, rfc7692_send_compressed);
     tcase_add_test(tc, rfc7692_send_with_lent_compressor);
     tcase_add_test(tc, rfc7692_send_refused_before_compressing);
+    tcase_add_test(tc, rfc7692_shared_message_compressed_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -176,6 +176,50 @@ START_TEST(msg_last_unref_from_any_thread_frees)
 }
 END_TEST
 
+/* A compressed form is kept by the first offer only, found only under its
+ * own parameters, and freed with the message (LeakSanitizer otherwise). */
+START_TEST(msg_deflated_first_offer_wins)
+{
+    ws_msg_t *msg = ws_msg_create(WS_OP_TEXT, "broadcast", 9);
+    ws_msg_t *a = ws_msg_create(WS_OP_TEXT, "a", 1);
+    ws_msg_t *b = ws_msg_create(WS_OP_TEXT, "b", 1);
+    ws_msg_t *got;
+
+    a->deflate_key = 0x8123;
+    b->deflate_key = 0x8456;
+    ck_assert_ptr_null(ws_msg_deflated(msg, 0x8123));
+    ws_msg_offer_deflated(msg, a);
+    ws_msg_offer_deflated(msg, b);
+    ck_assert_uint_eq(refs(a), 2);
+    ck_assert_uint_eq(refs(b), 1);
+    got = ws_msg_deflated(msg, 0x8123);
+    ck_assert_ptr_eq(got, a);
+    ck_assert_uint_eq(refs(a), 3);
+    ws_msg_unref(got);
+    ck_assert_ptr_null(ws_msg_deflated(msg, 0x8456));
+    ws_msg_unref(a);
+    ws_msg_unref(b);
+    ws_msg_unref(msg);
+}
+END_TEST
+
+/* Compressing into a message sized for the worst case, then cutting it
+ * to what was used, keeps the data. */
+START_TEST(msg_alloc_then_shrink)
+{
+    ws_msg_t *msg = ws_msg_alloc(WS_OP_BINARY, 4096);
+
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_uint_eq(msg->len, 4096);
+    memcpy(msg->data, "0123456789", 10);
+    msg = ws_msg_shrink(msg, 10);
+    ck_assert_uint_eq(msg->len, 10);
+    ck_assert_mem_eq(msg->data, "0123456789", 10);
+    ck_assert_uint_eq(refs(msg), 1);
+    ws_msg_unref(msg);
+}
+END_TEST
+
 static Suite *ws_msg_suite(void)
 {
     Suite *s = suite_create("ws_msg");
@@ -190,6 +234,8 @@ static Suite *ws_msg_suite(void)
     tcase_add_test(tc, msg_unref_null_is_ignored);
     tcase_add_test(tc, msg_refs_from_threads_are_exact);
     tcase_add_test(tc, msg_last_unref_from_any_thread_frees);
+    tcase_add_test(tc, msg_deflated_first_offer_wins);
+    tcase_add_test(tc, msg_alloc_then_shrink);
     suite_add_tcase(s, tc);
     return s;
 }
