@@ -13,8 +13,8 @@
  *
  * Threads: every callback of one connection runs on the thread that owns
  * that connection, one at a time. mws_send(), mws_send_text(),
- * mws_send_binary(), mws_close(), mws_buffered(), mws_hold() and
- * mws_release() may be called from any thread and never block on the
+ * mws_send_binary(), mws_send_many(), mws_close(), mws_buffered(),
+ * mws_hold() and mws_release() may be called from any thread and never block on the
  * network. The request accessors (mws_header() and friends, mws_location(),
  * mws_subprotocol()), mws_setting(), mws_set_subprotocol() and the user
  * pointer are for the owning thread, inside callbacks; the strings they
@@ -37,6 +37,7 @@
  *
  * Version log:
  *  - 1: the first API.
+ *  - 2: mws_send_many(), one message for many connections.
  */
 #ifndef MOD_WEBSOCKET_PLUGIN_H
 #define MOD_WEBSOCKET_PLUGIN_H
@@ -49,7 +50,7 @@ extern "C" {
 #endif
 
 /** The API version this header describes. */
-#define MWS_PLUGIN_API_VERSION 1
+#define MWS_PLUGIN_API_VERSION 2
 
 /** Message types, as the WebSocket opcodes. */
 typedef enum {
@@ -92,6 +93,10 @@ typedef struct mws_server_api {
     const char *(*location)(mws_conn_t *conn);
     void *(*get_data)(mws_conn_t *conn);
     void (*set_data)(mws_conn_t *conn, void *data);
+    /* Since version 2. */
+    size_t (*send_many)(mws_conn_t *const *conns, size_t n, mws_type_e type,
+                        const void *data, size_t len,
+                        mws_send_result_e *results);
 } mws_server_api_t;
 
 struct mws_conn {
@@ -181,6 +186,26 @@ static inline mws_send_result_e mws_send_binary(mws_conn_t *conn,
                                                 const void *data, size_t len)
 {
     return conn->api->send(conn, MWS_BINARY, data, len);
+}
+
+/**
+ * Queue one message on n connections, as a broadcast does. The module
+ * stores it once for all of them, and compresses it once for all those
+ * that agreed on permessage-deflate without context takeover with the same
+ * parameters (WebSocketDeflateMode shared), instead of once per
+ * connection. Each connection answers as mws_send() would. Any thread;
+ * never blocks. Since API version 2.
+ * @param conns    the connections (valid or held handles)
+ * @param n        how many
+ * @param results  NULL, or room for n results, one per connection
+ * @return how many connections queued the message
+ */
+static inline size_t mws_send_many(mws_conn_t *const *conns, size_t n,
+                                   mws_type_e type, const void *data,
+                                   size_t len, mws_send_result_e *results)
+{
+    return n ? conns[0]->api->send_many(conns, n, type, data, len, results)
+             : 0;
 }
 
 /** Payload bytes queued and not yet written. Any thread. */

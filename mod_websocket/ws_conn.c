@@ -66,19 +66,21 @@ static int from_feed_locked(const ws_conn_t *wc)
     return wc->feeding && pthread_equal(wc->feeder, pthread_self());
 }
 
-static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
-                                  const void *data, size_t len)
+/* Queue a message on one connection (msg, or a copy of data when msg is
+ * NULL) and see that it is written: the owner writes what its callbacks
+ * send once they return; from any other thread, wake the driver. */
+static mws_send_result_e send_to(ws_conn_t *wc, ws_msg_t *msg,
+                                 mws_type_e type, const void *data,
+                                 size_t len)
 {
-    ws_conn_t *wc = CONN(h);
     ws_send_result_e r = WS_SEND_CLOSED;
     int nudge = 0;
 
-    if (type != MWS_TEXT && type != MWS_BINARY)
-        return MWS_SEND_REFUSED;
     pthread_mutex_lock(&wc->lock);
     if (wc->engine) {
-        r = ws_engine_send(wc->engine, (uint8_t)type, data, len,
-                           apr_time_now());
+        r = msg ? ws_engine_send_msg(wc->engine, msg, apr_time_now())
+                : ws_engine_send(wc->engine, (uint8_t)type, data, len,
+                                 apr_time_now());
         nudge = (r == WS_SEND_QUEUED || r == WS_SEND_FAILED)
                 && !from_feed_locked(wc);
         if (nudge && wc->wake)
@@ -97,6 +99,37 @@ static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
     default:
         return MWS_SEND_GONE;
     }
+}
+
+static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
+                                  const void *data, size_t len)
+{
+    if (type != MWS_TEXT && type != MWS_BINARY)
+        return MWS_SEND_REFUSED;
+    return send_to(CONN(h), NULL, type, data, len);
+}
+
+/* One message for many connections is stored once (and compressed once
+ * per set of deflate parameters, see ws_engine_send_msg()). */
+static size_t api_send_many(mws_conn_t *const *conns, size_t n,
+                            mws_type_e type, const void *data, size_t len,
+                            mws_send_result_e *results)
+{
+    ws_msg_t *msg = NULL;
+    mws_send_result_e r;
+    size_t i, queued = 0;
+
+    if (type == MWS_TEXT || type == MWS_BINARY)
+        msg = ws_msg_create((uint8_t)type, data, len);
+    for (i = 0; i < n; i++) {
+        r = msg ? send_to(CONN(conns[i]), msg, type, data, len)
+                : MWS_SEND_REFUSED;
+        queued += r == MWS_SEND_QUEUED;
+        if (results)
+            results[i] = r;
+    }
+    ws_msg_unref(msg);
+    return queued;
 }
 
 static uint64_t api_buffered(mws_conn_t *h)
@@ -237,6 +270,7 @@ static const mws_server_api_t server_api = {
     api_location,
     api_get_data,
     api_set_data,
+    api_send_many,
 };
 
 /* ---- life cycle ---- */

@@ -324,12 +324,30 @@ static void send_locked(member_t *m, const buf_t *msg)
         mws_close(m->conn, 1008, "too slow");
 }
 
+/* One mws_send_many() for the room: the module stores the message once,
+ * and compresses it once for all the members that share its deflate
+ * parameters. */
 static void broadcast_locked(room_t *room, const buf_t *msg)
 {
+    mws_conn_t **conns = malloc(room->online * sizeof(*conns));
+    mws_send_result_e *results = malloc(room->online * sizeof(*results));
     member_t *m;
+    size_t n = 0, i;
 
-    for (m = room->members; m; m = m->next)
-        send_locked(m, msg);
+    if (!conns || !results) {
+        for (m = room->members; m; m = m->next)
+            send_locked(m, msg);
+    }
+    else {
+        for (m = room->members; m; m = m->next)
+            conns[n++] = m->conn;
+        mws_send_many(conns, n, MWS_TEXT, msg->data, msg->len, results);
+        for (i = 0; i < n; i++)
+            if (results[i] == MWS_SEND_REFUSED)
+                mws_close(conns[i], 1008, "too slow");
+    }
+    free(conns);
+    free(results);
 }
 
 /* Keeps its own copy of a message object for newcomers. */

@@ -203,6 +203,22 @@ static mws_send_result_e f_send(mws_conn_t *h, mws_type_e type,
     return r;
 }
 
+static size_t f_send_many(mws_conn_t *const *conns, size_t n,
+                          mws_type_e type, const void *data, size_t len,
+                          mws_send_result_e *results)
+{
+    size_t i, queued = 0;
+
+    for (i = 0; i < n; i++) {
+        mws_send_result_e r = f_send(conns[i], type, data, len);
+
+        queued += r == MWS_SEND_QUEUED;
+        if (results)
+            results[i] = r;
+    }
+    return queued;
+}
+
 static uint64_t f_buffered(mws_conn_t *h)
 {
     fconn_t *c = FC(h);
@@ -346,7 +362,7 @@ static const mws_server_api_t api = {
     MWS_PLUGIN_API_VERSION, sizeof(mws_server_api_t),
     f_send, f_buffered, f_close, f_hold, f_release, f_header, f_uri,
     f_query, f_remote_ip, f_user, f_subprotocol, f_set_subprotocol,
-    f_setting, f_location, f_get_data, f_set_data,
+    f_setting, f_location, f_get_data, f_set_data, f_send_many,
 };
 
 static fconn_t *find(const char *name)

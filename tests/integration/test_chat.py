@@ -22,6 +22,11 @@ every connection a process of its own, so it has no rooms to test.
   4 KB messages: theirs keep arriving within a second, and the stalled one
   is closed with 1008 when its queue (WebSocketQueueLimit 1M, close-1008)
   is full, then leaves the room.
+- Members that agreed on permessage-deflate with different parameters (the
+  shared mode's default, a 10-bit window) and one without it each get a
+  room message, compressed as each agreed; those with the same parameters
+  get the same bytes (the module compresses once per set, see
+  mws_send_many()).
 """
 
 import asyncio
@@ -29,6 +34,7 @@ import json
 import re
 import socket
 import time
+import zlib
 from urllib.parse import quote
 
 import pytest
@@ -83,6 +89,11 @@ def chat_locations():
     WebSocketSetting history lots
     WebSocketSetting name_max 0
     WebSocketSetting max_text -1
+</Location>
+<Location /dchat>
+    WebSocketHandler {chat}
+    WebSocketDeflateMinSize 0
+    WebSocketSetting history 0
 </Location>
 <Location /slow>
     WebSocketHandler {chat}
@@ -456,3 +467,59 @@ def test_stalled_client_does_not_stall_the_room(server):
     finally:
         for conn in holder:
             conn.close()
+
+
+# ------------------------------------------------------------ deflate
+
+RSV1 = 4
+TAIL = b"\x00\x00\xff\xff"
+
+
+def test_broadcast_to_members_with_mixed_deflate(server):
+    # The chat sends each room message with one mws_send_many(): stored
+    # once, and compressed once per set of deflate parameters. Members with
+    # the shared mode's default parameters, one that asked for a 10-bit
+    # window and one without the extension each get the message,
+    # compressed or not as each agreed; the two with the same parameters
+    # get the same bytes.
+    offers = [("a", "permessage-deflate"), ("b", "permessage-deflate"),
+              ("c", "permessage-deflate; server_max_window_bits=10"),
+              ("d", None)]
+    client = wsproto.Client(server)
+    try:
+        members = []
+        for who, offer in offers:
+            kw = {"extensions": offer} if offer else {}
+            conn, resp, key = client.handshake("/dchat?name=" + who, **kw)
+            wsproto.assert_upgraded(resp, key)
+            ext = resp.get("sec-websocket-extensions") or ""
+            assert bool(ext) == bool(offer), resp
+            members.append((who, conn, ext))
+
+        def recv(who, conn, ext):
+            """(object, raw payload) of the next message."""
+            f = conn.recv_frame(10)
+            assert f.opcode == wsproto.TEXT and f.fin, (who, f)
+            assert (f.rsv == RSV1) == bool(ext), (who, f.rsv, ext)
+            data = f.payload
+            if f.rsv:
+                bits = 10 if "server_max_window_bits=10" in ext else 15
+                data = zlib.decompressobj(-bits).decompress(data + TAIL)
+            return json.loads(data), f.payload
+
+        # Everyone is in once the last one's join reached all.
+        for who, conn, ext in members:
+            while recv(who, conn, ext)[0] != {"type": "join", "name": "d"}:
+                pass
+        text = "tick " + "0123456789abcdef" * 200
+        members[0][1].send_text(text)
+        raw = {}
+        for who, conn, ext in members:
+            m, raw[who] = recv(who, conn, ext)
+            assert m == {"type": "message", "from": "a", "text": text}, (
+                who, m)
+        assert raw["a"] == raw["b"]
+        assert len(raw["a"]) < len(text) // 5, len(raw["a"])
+        assert len(raw["d"]) > len(text)
+    finally:
+        client.close_all()
