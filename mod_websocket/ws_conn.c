@@ -326,6 +326,7 @@ ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
         free(wc);
         return NULL;
     }
+    wc->deflate = pmd != NULL;
     wc->pub.api = &server_api;
     wc->refs = 1;
     pthread_mutex_init(&wc->lock, NULL);
@@ -365,18 +366,26 @@ void ws_conn_release(ws_conn_t *wc)
     }
 }
 
+/* Message bytes are counted before compression both ways; with
+ * permessage-deflate the line ends with what went over the wire. */
 static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci,
-                           uint64_t msgs_out, uint64_t bytes_out)
+                           uint64_t msgs_out, uint64_t bytes_out,
+                           uint64_t wire_in, uint64_t wire_out)
 {
     int level = wc->conf->log_level;
+    char wire[96] = "";
 
     if (level < 0)
         return;
+    if (wc->deflate)
+        apr_snprintf(wire, sizeof(wire), ", compressed %" APR_UINT64_T_FMT
+                     " bytes in, %" APR_UINT64_T_FMT " out", wire_in,
+                     wire_out);
     ap_log_cerror(APLOG_MARK, level, 0, wc->c, WSLOGNO(00001)
                   "websocket closed: client %s, location %s, protocol %s, "
                   "%.3f s, in %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
                   " bytes, out %" APR_UINT64_T_FMT " msgs %" APR_UINT64_T_FMT
-                  " bytes, close %u by %s%s%s%s",
+                  " bytes, close %u by %s%s%s%s%s",
                   wc->remote_ip, wc->conf->location,
                   wc->subprotocol ? wc->subprotocol : "-",
                   (double)(apr_time_now() - wc->started) / APR_USEC_PER_SEC,
@@ -384,22 +393,24 @@ static void log_connection(ws_conn_t *wc, const ws_close_info_t *ci,
                   ci->code, ci->code == WS_CLOSE_ABNORMAL ? "nobody"
                   : ci->by_server ? "server" : "client",
                   ci->clean ? "" : ", unclean",
-                  wc->close_reason[0] ? ", reason: " : "", wc->close_reason);
+                  wc->close_reason[0] ? ", reason: " : "", wc->close_reason,
+                  wire);
 }
 
 void ws_conn_finish(ws_conn_t *wc)
 {
     ws_close_info_t ci;
-    uint64_t msgs_out, bytes_out;
+    uint64_t msgs_out, bytes_out, wire_in, wire_out;
 
     pthread_mutex_lock(&wc->lock);
     ws_engine_close_info(wc->engine, &ci);
     ws_engine_sent(wc->engine, &msgs_out, &bytes_out);
+    ws_engine_wire_bytes(wc->engine, &wire_in, &wire_out);
     pthread_mutex_unlock(&wc->lock);
     if (wc->plugin->cb.on_close)
         wc->plugin->cb.on_close(&wc->pub, ci.code, wc->close_reason,
                                 ci.clean);
-    log_connection(wc, &ci, msgs_out, bytes_out);
+    log_connection(wc, &ci, msgs_out, bytes_out, wire_in, wire_out);
     registry_remove(wc);
     pthread_mutex_lock(&wc->lock);
     ws_engine_destroy(wc->engine);

@@ -57,6 +57,7 @@ struct ws_conn {
     int in_open;                 /* inside on_open: the subprotocol may change */
     apr_time_t started;
     uint64_t msgs_in, bytes_in;
+    int deflate;                 /* permessage-deflate was agreed */
     char close_reason[WS_CONTROL_MAX + 1]; /* the first close's reason */
     int close_logged;            /* the per-connection line was written */
 

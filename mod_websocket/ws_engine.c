@@ -106,7 +106,10 @@ struct ws_engine {
     data_out_t *data_head, *data_tail;
     uint64_t  buffered;
     uint64_t  sent_msgs;     /* data messages written in full */
-    uint64_t  sent_bytes;    /* and their payload bytes */
+    uint64_t  sent_bytes;    /* and their payload bytes, uncompressed */
+    uint64_t  sent_wire;     /* and as they went (maybe compressed) */
+    uint64_t  recv_wire;     /* payload bytes of the messages received, as
+                                they came (maybe compressed) */
 };
 
 static const char *const state_names[] = {
@@ -577,6 +580,7 @@ static ws_event_type_e on_frame_end(ws_engine_t *e, int64_t now,
                                   "text message ends inside a character",
                                   e->parser.offset, now, ev);
         e->delivered = 1;
+        e->recv_wire += e->compressed ? e->wire_len : e->rlen;
         ev->type = WS_EVENT_MESSAGE;
         ev->opcode = e->msg_opcode;
         ev->data = e->rbuf;
@@ -674,6 +678,7 @@ static ws_msg_t *compress_msg(ws_engine_t *e, ws_deflater_t *def,
         return NULL;
     }
     z = ws_msg_shrink(z, out.len);
+    z->plain_len = len;
     z->rsv = WS_RSV1;
     z->deflate_key = e->deflate_key;
     return z;
@@ -926,7 +931,8 @@ void ws_engine_written(ws_engine_t *e, size_t nbytes)
             break;
         if (f->ends_msg) {
             e->sent_msgs++;
-            e->sent_bytes += f->msg->len;
+            e->sent_bytes += f->msg->plain_len;
+            e->sent_wire += f->msg->len;
         }
         release_frame(f);
         e->in_head = (e->in_head + 1) % INFLIGHT;
@@ -949,6 +955,12 @@ void ws_engine_sent(const ws_engine_t *e, uint64_t *msgs, uint64_t *bytes)
 {
     *msgs = e->sent_msgs;
     *bytes = e->sent_bytes;
+}
+
+void ws_engine_wire_bytes(const ws_engine_t *e, uint64_t *in, uint64_t *out)
+{
+    *in = e->recv_wire;
+    *out = e->sent_wire;
 }
 
 ws_engine_state_e ws_engine_state(const ws_engine_t *e)

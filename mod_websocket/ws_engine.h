@@ -192,9 +192,15 @@ int ws_engine_has_output(const ws_engine_t *e);
  * bufferedAmount). */
 uint64_t ws_engine_buffered(const ws_engine_t *e);
 
-/* Data messages written in full so far, and their payload bytes: what the
- * peer was really sent, not what was queued (a close drops the rest). */
+/* Data messages written in full so far, and their payload bytes before
+ * compression: what the peer was really sent, not what was queued (a
+ * close drops the rest). */
 void ws_engine_sent(const ws_engine_t *e, uint64_t *msgs, uint64_t *bytes);
+
+/* Payload bytes of the data messages received in full and of those
+ * written, as they went over the wire: compressed where permessage-deflate
+ * compressed them, so equal to the message bytes without it. */
+void ws_engine_wire_bytes(const ws_engine_t *e, uint64_t *in, uint64_t *out);
 
 ws_engine_state_e ws_engine_state(const ws_engine_t *e);
 

@@ -19,6 +19,7 @@ ws_msg_t *ws_msg_alloc(uint8_t opcode, size_t len)
     msg->rsv = 0;
     msg->deflate_key = 0;
     msg->deflated = NULL;
+    msg->plain_len = len;
     msg->len = len;
     return msg;
 }

@@ -20,6 +20,8 @@ typedef struct ws_msg {
                                    compressed with (ws_engine's key) */
     struct ws_msg *deflated;    /* atomic: this message compressed without
                                    context, or NULL */
+    size_t   plain_len; /* the message's length before compression (len
+                           if it is not compressed) */
     size_t   len;
     uint8_t  data[];
 } ws_msg_t;

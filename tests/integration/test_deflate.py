@@ -13,6 +13,7 @@ The server has the shared locations plus one per deflate setting (below);
 import asyncio
 import os
 import random
+import re
 import zlib
 
 import pytest
@@ -23,7 +24,7 @@ import wsproto
 from conftest import KEEP, locations, make_server
 from helpers import (MiB, VARIANTS, binary_of_size, run_async,
                      run_node_client, text_of_size)
-from support import PUSHER_SO, require_pusher, rss_kib
+from support import PUSHER_SO, require_pusher, rss_kib, wait_for
 from wsproto import BINARY, CLOSE, CONT, PING, PONG, TEXT
 
 RSV1 = 4        # the rsv argument of encode_frame: 0b100
@@ -406,6 +407,34 @@ def test_small_messages_go_uncompressed(client):
     # An uncompressed message from the client is fine too (§6).
     conn.send_text("u" * 1000)
     assert recv_message(conn) == (TEXT, b"u" * 1000, True)
+
+
+def test_log_line_counts_message_and_wire_bytes(server, client):
+    # WS00001 counts message bytes before compression both ways, and with
+    # permessage-deflate adds what went over the wire.
+    offset = server.error_log_size()
+    conn, _ = open_deflate(client)
+    sent = compress(b"s" * 5000)
+    conn.send_frame(TEXT, sent, rsv=RSV1)
+    conn.send_text("u" * 100)
+    got = []
+    while len(got) < 2:
+        f = conn.recv_frame(20)
+        if f.opcode == TEXT:
+            got.append(len(f.payload))
+    assert got[0] < 100 and got[1] == 100, got
+    conn.send_close(1000)
+    conn.expect_close(1000)
+    want = ("in 2 msgs 5100 bytes, out 2 msgs 5100 bytes, close 1000 by "
+            "client, compressed %d bytes in, %d out"
+            % (len(sent) + 100, got[0] + 100))
+
+    def line():
+        m = re.search(r"WS00001: websocket closed: .*",
+                      server.error_log_since(offset))
+        return m and m.group(0)
+    assert wait_for(line, 10), "no WS00001 line within 10 s"
+    assert want in line(), (want, line())
 
 
 def test_rsv1_on_a_continuation_is_1002(client):

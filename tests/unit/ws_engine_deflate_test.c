@@ -57,12 +57,19 @@ static size_t compress(const void *data, size_t len, uint8_t *buf,
 
 START_TEST(rfc7692_7_2_3_1_hello)
 {
+    uint64_t wire_in, wire_out;
+    ws_engine_t *e;
     log_t log;
 
     put_frame(&in, 1, WS_RSV1, WS_OP_TEXT, hello, sizeof(hello));
-    feed_modes(&cfg, &in, &log, NULL);
+    feed_modes(&cfg, &in, &log, &e);
     ck_assert_int_eq(log.n, 1);
     assert_message(&log.ev[0], WS_OP_TEXT, "Hello");
+    /* The connection's log line counts what came over the wire too. */
+    ws_engine_wire_bytes(e, &wire_in, &wire_out);
+    ck_assert_uint_eq(wire_in, sizeof(hello));
+    ck_assert_uint_eq(wire_out, 0);
+    ws_engine_destroy(e);
 }
 END_TEST
 
@@ -336,6 +343,19 @@ START_TEST(rfc7692_send_compressed)
     ck_assert_int_eq(ws_deflate_inflate_finish(inf, &o), WS_DEFLATE_OK);
     ck_assert_uint_eq(o.len, sizeof(text));
     ck_assert_mem_eq(o.data, text, sizeof(text));
+    /* Message bytes count before compression, wire bytes as sent. */
+    {
+        uint64_t msgs, bytes, wire_in, wire_out, payload = 0;
+
+        ws_engine_sent(e, &msgs, &bytes);
+        ws_engine_wire_bytes(e, &wire_in, &wire_out);
+        for (i = 0; i < (size_t)out.n; i++)
+            payload += out.f[i].len;
+        ck_assert_uint_eq(msgs, 2);
+        ck_assert_uint_eq(bytes, 5 + sizeof(text));
+        ck_assert_uint_eq(wire_out, payload);
+        ck_assert_uint_lt(wire_out, bytes / 5);
+    }
     printf("3000-byte JSON-like message sent as %zu compressed bytes\n",
            (size_t)(out.n - 1) * 40);
     free(o.data);
