@@ -414,6 +414,7 @@ def test_log_line_counts_message_and_wire_bytes(server, client):
     # permessage-deflate adds what went over the wire.
     offset = server.error_log_size()
     conn, _ = open_deflate(client)
+    port = conn.sock.getsockname()[1]
     sent = compress(b"s" * 5000)
     conn.send_frame(TEXT, sent, rsv=RSV1)
     conn.send_text("u" * 100)
@@ -430,8 +431,9 @@ def test_log_line_counts_message_and_wire_bytes(server, client):
             % (len(sent) + 100, got[0] + 100))
 
     def line():
-        m = re.search(r"WS00001: websocket closed: .*",
-                      server.error_log_since(offset))
+        # This connection's line: others may close meanwhile.
+        m = re.search(r"\[client [^\]]*:%d\] WS00001: websocket closed: .*"
+                      % port, server.error_log_since(offset))
         return m and m.group(0)
     assert wait_for(line, 10), "no WS00001 line within 10 s"
     assert want in line(), (want, line())
