@@ -19,6 +19,32 @@
  *           server sends K messages of S bytes to every connection it has:
  *           deliveries (messages received, all connections) per second
  *
+ * Payloads: --size bytes of letters (text) or random bytes (binary), the
+ * same every message; or with --json a pool of 512 different JSON
+ * documents of exactly --size bytes (quotes: ids, symbols, names, prices,
+ * timestamps; fixed seed, so every run sends the same ones), each
+ * connection walking the pool from its own starting point.
+ *
+ * --deflate offers permessage-deflate (RFC 7692) as
+ * "permessage-deflate; client_max_window_bits" (--deflate-offer for another
+ * offer) and parses the server's answer: messages are then compressed
+ * (RSV1, raw deflate, Z_SYNC_FLUSH, the 00 00 ff ff tail cut) within the
+ * negotiated client window, each on its own (no context takeover, which
+ * RFC 7692 always allows a client), so that each payload is compressed
+ * once and ws_load's cost does not depend on the server; with
+ * --deflate-takeover, a deflater per connection keeps its context where
+ * the server did not say client_no_context_takeover (as browsers do; with
+ * 100 connections it costs ws_load 50 us (level 1) to 140 us (level 6) per
+ * 1 KiB message, 100 deflaters' 27 MB missing the caches, which makes
+ * ws_load the limit and slows the server beside it).
+ * RSV1 messages are inflated (tail put back) within server_max_window_bits,
+ * the inflater kept per connection unless server_no_context_takeover.
+ * zlib is loaded at run time (libz.so.1), only when --deflate is given.
+ * With --json or --deflate (or --verify) every echo is compared byte for
+ * byte, after inflating, with what was sent: a wrong echo is an error.
+ * Bytes read from and written to the sockets in the window are counted
+ * (wire bytes: frame headers and masks included, TCP/IP headers not).
+ *
  * Every run is bounded by --max-duration (default 60 s), whatever else.
  * With --server-pid (repeatable), the CPU time (utime + stime), threads and
  * RSS of those processes and all their descendants are read from /proc at
@@ -33,6 +59,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -52,6 +79,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* ------------------------------------------------------------- options */
 
@@ -79,11 +107,21 @@ static struct {
     int n_server_pids;
     const char *tags[32];
     int n_tags;
+    int json;             /* payloads from the JSON pool */
+    int verify;           /* compare every echo with what was sent */
+    int deflate;          /* offer permessage-deflate */
+    const char *deflate_offer;
+    int deflate_level;    /* client's zlib level */
+    int deflate_memlevel;
+    int deflate_takeover; /* our context takeover, where allowed */
+    int prime;            /* idle: one echo per connection before the hold */
 } opt = {
     .host = "127.0.0.1", .port = 0, .path = "/", .mode = M_ECHO,
     .conns = 1, .inflight = 1, .size = 64, .binary = 0, .duration = 0,
     .messages = 0, .warmup = 0.5, .max_duration = 60, .hold = 5,
     .burst = 10, .open_conc = 256,
+    .deflate_offer = "permessage-deflate; client_max_window_bits",
+    .deflate_level = 6, .deflate_memlevel = 8,
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -214,6 +252,245 @@ static void base64(const uint8_t *in, size_t len, char *out)
         *out++ = '=';
     }
     *out = '\0';
+}
+
+/* ---------------------------------------------------------------- zlib */
+/* Loaded at run time, so that ws_load needs no library unless --deflate
+ * is given (the Makefile links it with nothing). */
+
+static struct {
+    int (*deflateInit2_)(z_streamp, int, int, int, int, int, const char *,
+                         int);
+    int (*deflate)(z_streamp, int);
+    int (*deflateReset)(z_streamp);
+    int (*deflateEnd)(z_streamp);
+    int (*inflateInit2_)(z_streamp, int, const char *, int);
+    int (*inflate)(z_streamp, int);
+    int (*inflateReset)(z_streamp);
+    int (*inflateEnd)(z_streamp);
+    const char *(*zlibVersion)(void);
+} zf;
+
+static void zsym(void *h, const char *name, void *slot)
+{
+    void *f = dlsym(h, name);
+
+    if (!f)
+        die("libz.so.1 has no %s", name);
+    memcpy(slot, &f, sizeof(f));
+}
+
+static void zlib_load(void)
+{
+    void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+
+    if (!h)
+        die("--deflate needs zlib: %s", dlerror());
+    zsym(h, "deflateInit2_", &zf.deflateInit2_);
+    zsym(h, "deflate", &zf.deflate);
+    zsym(h, "deflateReset", &zf.deflateReset);
+    zsym(h, "deflateEnd", &zf.deflateEnd);
+    zsym(h, "inflateInit2_", &zf.inflateInit2_);
+    zsym(h, "inflate", &zf.inflate);
+    zsym(h, "inflateReset", &zf.inflateReset);
+    zsym(h, "inflateEnd", &zf.inflateEnd);
+    zsym(h, "zlibVersion", &zf.zlibVersion);
+    if (zf.zlibVersion()[0] != ZLIB_VERSION[0])
+        die("libz.so.1 is zlib %s, built against %s", zf.zlibVersion(),
+            ZLIB_VERSION);
+}
+
+/* Spare z_streams, by window bits: a connection takes one for a message
+ * (inflater) or keeps it while context takeover needs it, and gives it
+ * back reset. */
+typedef struct zs {
+    z_stream z;
+    struct zs *next;
+    int bits;
+} zs_t;
+
+static zs_t *spare_inf[16], *spare_def[16];
+
+static zs_t *inflater_get(int bits)
+{
+    zs_t *s = spare_inf[bits];
+
+    if (s) {
+        spare_inf[bits] = s->next;
+        return s;
+    }
+    if (!(s = calloc(1, sizeof(*s))))
+        die("out of memory");
+    s->bits = bits;
+    if (zf.inflateInit2_(&s->z, -bits, ZLIB_VERSION, (int)sizeof(z_stream))
+        != Z_OK)
+        die("inflateInit2 failed");
+    return s;
+}
+
+static void inflater_put(zs_t *s)
+{
+    zf.inflateReset(&s->z);
+    s->next = spare_inf[s->bits];
+    spare_inf[s->bits] = s;
+}
+
+static zs_t *deflater_get(int bits)
+{
+    zs_t *s = spare_def[bits];
+
+    if (s) {
+        spare_def[bits] = s->next;
+        return s;
+    }
+    if (!(s = calloc(1, sizeof(*s))))
+        die("out of memory");
+    s->bits = bits;
+    if (zf.deflateInit2_(&s->z, opt.deflate_level, Z_DEFLATED, -bits,
+                         opt.deflate_memlevel, Z_DEFAULT_STRATEGY,
+                         ZLIB_VERSION, (int)sizeof(z_stream)) != Z_OK)
+        die("deflateInit2 failed");
+    return s;
+}
+
+static void deflater_put(zs_t *s)
+{
+    zf.deflateReset(&s->z);
+    s->next = spare_def[s->bits];
+    spare_def[s->bits] = s;
+}
+
+/* Compresses [data, data+len) with s (Z_SYNC_FLUSH) into the returned
+ * buffer, the 00 00 ff ff tail cut off (RFC 7692 7.2.1). */
+static uint8_t *zbuf;
+static size_t zbuf_cap;
+
+static const uint8_t *deflate_msg(zs_t *s, const uint8_t *data, size_t len,
+                                  size_t *out_len)
+{
+    size_t have = 0;
+    int r;
+
+    s->z.next_in = (Bytef *)(uintptr_t)data;
+    s->z.avail_in = (uInt)len;
+    for (;;) {
+        if (zbuf_cap - have < 64) {
+            zbuf_cap = zbuf_cap ? zbuf_cap * 2 : len + len / 8 + 256;
+            if (!(zbuf = realloc(zbuf, zbuf_cap)))
+                die("out of memory");
+        }
+        s->z.next_out = zbuf + have;
+        s->z.avail_out = (uInt)(zbuf_cap - have);
+        r = zf.deflate(&s->z, Z_SYNC_FLUSH);
+        if (r != Z_OK && r != Z_BUF_ERROR)
+            die("deflate failed (%d)", r);
+        have = zbuf_cap - s->z.avail_out;
+        if (s->z.avail_out)
+            break;
+    }
+    if (have < 4 || memcmp(zbuf + have - 4, "\0\0\xff\xff", 4))
+        die("deflate: no 00 00 ff ff at the end of a sync flush");
+    *out_len = have - 4;
+    return zbuf;
+}
+
+/* ---------------------------------------------------------- JSON pool */
+/* POOL different JSON documents of exactly opt.size bytes, from a fixed
+ * seed: a list of quotes as a market-data feed might send them. */
+
+#define POOL 512
+
+static uint8_t *pool[POOL];
+
+static uint64_t jrng = 0x9E3779B97F4A7C15ull;
+
+static uint32_t jr(uint32_t n)
+{
+    jrng ^= jrng << 13;
+    jrng ^= jrng >> 7;
+    jrng ^= jrng << 17;
+    return (uint32_t)((jrng >> 11) % n);
+}
+
+static void make_pool(void)
+{
+    static const char *syms[] = { "ACME", "GLOBX", "INITECH", "UMBRL",
+        "STARK", "WAYNE", "HOOLI", "PIEDP", "SOYLNT", "TYRELL", "CYBRD",
+        "MASSV", "OSCP", "VANDL", "WONKA", "YOYOD" };
+    static const char *names[] = { "Acme Corporation", "Globex Inc",
+        "Initech LLC", "Umbrella Holdings", "Stark Industries",
+        "Wayne Enterprises", "Hooli", "Pied Piper", "Soylent Foods",
+        "Tyrell Corp", "Cyberdyne Systems", "Massive Dynamic", "OCP Group",
+        "Vandelay Industries", "Wonka Confections", "Yoyodyne Propulsion" };
+    static const char *venues[] = { "XNYS", "XNAS", "XLON", "XPAR", "XETR",
+        "XTKS" };
+    static const char *status[] = { "open", "open", "open", "filled",
+        "partial", "cancelled" };
+    static const char *words[] = { "market", "order", "filled", "partial",
+        "limit", "session", "auction", "closing", "opening", "halted",
+        "resumed", "volume", "spread", "quote", "update", "revised" };
+    char *b;
+    size_t size = opt.size, n;
+    int i;
+    uint32_t seq = 100000;
+
+    if (size < 160)
+        die("--json needs --size 160 or more");
+    if (!(b = malloc(size + 512)))
+        die("out of memory");
+    for (i = 0; i < POOL; i++) {
+        uint32_t id = 10000 + jr(80000), hh = 8 + jr(9), mm = jr(60),
+                 ms = jr(60000);
+
+        n = (size_t)sprintf(b, "{\"type\":\"quotes\",\"seq\":%u,\"items\":[",
+                            seq++);
+        for (;;) {
+            char item[400];
+            /* Prices move a little around each symbol's level. */
+            uint32_t k = jr(16), bid = 2500 + k * 6173 + jr(300),
+                     ask = bid + 1 + jr(40);
+            int m;
+
+            ms += jr(900);
+            m = snprintf(item, sizeof(item),
+                         "%s{\"id\":%u,\"symbol\":\"%s\",\"name\":\"%s\","
+                         "\"bid\":%u.%02u,\"ask\":%u.%02u,\"currency\":\"%s\","
+                         "\"quantity\":%u,\"side\":\"%s\",\"venue\":\"%s\","
+                         "\"status\":\"%s\",\"time\":\"2024-06-10T%02u:%02u:"
+                         "%02u.%03uZ\"}",
+                         b[n - 1] == '[' ? "" : ",", id++, syms[k], names[k],
+                         bid / 100, bid % 100, ask / 100, ask % 100,
+                         k < 10 ? "USD" : "EUR",
+                         100 * (1 + jr(50)), jr(2) ? "buy" : "sell",
+                         venues[k % 6], status[jr(6)], hh, mm + ms / 60000,
+                         ms / 1000 % 60, ms % 1000);
+            /* The rest needs room for ],"note":"" } and a few letters. */
+            if (n + (size_t)m + 16 > size)
+                break;
+            memcpy(b + n, item, (size_t)m);
+            n += (size_t)m;
+        }
+        n += (size_t)sprintf(b + n, "],\"note\":\"");
+        while (n < size - 2) {
+            const char *w = words[jr(16)];
+            size_t wl = strlen(w);
+
+            if (wl > size - 2 - n)
+                wl = size - 2 - n;
+            memcpy(b + n, w, wl);
+            n += wl;
+            if (n < size - 2)
+                b[n++] = ' ';
+        }
+        b[n++] = '"';
+        b[n++] = '}';
+        if (n != size)
+            die("make_pool: %zu bytes, not %zu", n, size);
+        if (!(pool[i] = malloc(size)))
+            die("out of memory");
+        memcpy(pool[i], b, size);
+    }
+    free(b);
 }
 
 /* ------------------------------------------------------------ histogram */
@@ -452,7 +729,25 @@ typedef struct conn {
     double t_start;       /* connect() time */
     double t_state;       /* entered this state */
     int checked;          /* idle: echo checked */
+    int idle_primed;      /* idle --prime: first echo back */
     uint32_t gen;         /* bumped at each connect: stale events */
+    /* the message being received */
+    int msg_op;           /* its opcode */
+    int msg_z;            /* compressed (RSV1) */
+    int z_ended;          /* its deflate stream ended (a BFINAL block) */
+    const uint8_t *exp;   /* what it should be (NULL: not checked) */
+    int vbad;             /* it differed from exp */
+    /* payloads sent: echo, one per message in flight; idle, the last */
+    const uint8_t **xr;
+    const uint8_t *idle_exp;
+    int pool_next;        /* --json: next pool entry */
+    /* permessage-deflate, as the server's 101 said */
+    int pmd;
+    int snct, cnct;       /* server_/client_no_context_takeover */
+    int smwb, cmwb;       /* server_/client_max_window_bits */
+    zs_t *inf;            /* inflater: for one message, or kept while the
+                             server takes over context */
+    zs_t *def;            /* deflater kept for our context takeover */
 } conn_t;
 
 static int ep;
@@ -473,6 +768,12 @@ static struct {
     long close_timeouts;
     long deliveries;       /* fanout */
     long idle_ok;
+    long prime_ok;         /* idle --prime: echoes back before the hold */
+    long content_mismatch; /* echo of the right length, other bytes */
+    long deflate_on, deflate_declined;
+    long rx_z, tx_z, m_rx_z, m_tx_z;   /* messages compressed */
+    double wire_in, wire_out, m_wire_in, m_wire_out;  /* socket bytes */
+    char ext[256];         /* the first Sec-WebSocket-Extensions answer */
     int measuring, stopping;
 } g;
 
@@ -509,8 +810,9 @@ static void out_reserve(conn_t *c, size_t more)
         die("out of memory");
 }
 
-/* Appends one masked frame (FIN set). */
-static void put_frame(conn_t *c, int opcode, const uint8_t *data, size_t len)
+/* Appends one masked frame whose first byte is b0 (FIN, RSV, opcode). */
+static void put_frame_b0(conn_t *c, uint8_t b0, const uint8_t *data,
+                         size_t len)
 {
     uint8_t *p;
     uint32_t key = (uint32_t)rng64();
@@ -520,7 +822,7 @@ static void put_frame(conn_t *c, int opcode, const uint8_t *data, size_t len)
 
     out_reserve(c, len + 14);
     p = c->out + c->out_len;
-    *p++ = (uint8_t)(0x80 | opcode);
+    *p++ = b0;
     if (len < 126) {
         *p++ = (uint8_t)(0x80 | len);
     }
@@ -553,6 +855,58 @@ static void put_frame(conn_t *c, int opcode, const uint8_t *data, size_t len)
     c->out_len = (size_t)(p + len - c->out);
 }
 
+/* Appends one masked frame, FIN set. */
+static void put_frame(conn_t *c, int opcode, const uint8_t *data, size_t len)
+{
+    put_frame_b0(c, (uint8_t)(0x80 | opcode), data, len);
+}
+
+/* --deflate without our context takeover: each pool entry (and at POOL
+ * the fixed payload) compressed once per window size, the bytes a fresh
+ * deflater gives every time. */
+static uint8_t *zpool[16][POOL + 1];
+static size_t zpool_len[16][POOL + 1];
+
+/* Appends a data message: compressed when permessage-deflate is on. pidx
+ * is its pool entry (-1: the fixed payload). */
+static void put_data(conn_t *c, const uint8_t *data, size_t len, int pidx)
+{
+    int op = opt.binary ? 2 : 1;
+    const uint8_t *z;
+    size_t zlen;
+
+    if (!c->pmd) {
+        put_frame(c, op, data, len);
+        return;
+    }
+    if (pidx < 0)
+        pidx = POOL;
+    if (!c->cnct && opt.deflate_takeover) {
+        /* Context takeover: this connection's own deflater. */
+        if (!c->def)
+            c->def = deflater_get(c->cmwb);
+        z = deflate_msg(c->def, data, len, &zlen);
+    }
+    else if (zpool[c->cmwb][pidx]) {
+        z = zpool[c->cmwb][pidx];
+        zlen = zpool_len[c->cmwb][pidx];
+    }
+    else {
+        zs_t *d = deflater_get(c->cmwb);
+
+        z = deflate_msg(d, data, len, &zlen);
+        deflater_put(d);
+        if (!(zpool[c->cmwb][pidx] = malloc(zlen ? zlen : 1)))
+            die("out of memory");
+        memcpy(zpool[c->cmwb][pidx], z, zlen);
+        zpool_len[c->cmwb][pidx] = zlen;
+    }
+    put_frame_b0(c, (uint8_t)(0xC0 | op), z, zlen);
+    g.tx_z++;
+    if (g.measuring)
+        g.m_tx_z++;
+}
+
 static void conn_finish(conn_t *c, int failed);
 
 /* Writes what is queued. Returns -1 if the connection died. */
@@ -563,6 +917,9 @@ static int flush(conn_t *c)
 
         if (n > 0) {
             c->out_off += (size_t)n;
+            g.wire_out += (double)n;
+            if (g.measuring)
+                g.m_wire_out += (double)n;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -579,13 +936,43 @@ static int flush(conn_t *c)
     return 0;
 }
 
+/* The next payload of c: its pool entry, or the fixed payload (-1). */
+static int next_payload(conn_t *c, const uint8_t **data)
+{
+    int i;
+
+    if (!opt.json) {
+        *data = payload;
+        return -1;
+    }
+    i = c->pool_next;
+    c->pool_next = (i + 1) % POOL;
+    *data = pool[i];
+    return i;
+}
+
 static void send_msg(conn_t *c)
 {
-    put_frame(c, opt.binary ? 2 : 1, payload, opt.size);
+    const uint8_t *data;
+    int pidx = next_payload(c, &data);
+
+    put_data(c, data, opt.size, pidx);
+    if (c->xr)
+        c->xr[(c->ts_head + c->ts_n) % opt.inflight] = data;
     if (c->ts)
         c->ts[(c->ts_head + c->ts_n++) % opt.inflight] = now_us();
     if (g.measuring)
         g.m_sent++;
+}
+
+/* Idle mode: one message, remembered to check its echo. */
+static void send_idle_msg(conn_t *c)
+{
+    const uint8_t *data;
+    int pidx = next_payload(c, &data);
+
+    put_data(c, data, opt.size, pidx);
+    c->idle_exp = data;
 }
 
 static void send_close(conn_t *c, uint16_t code)
@@ -617,6 +1004,10 @@ static void start_connect(conn_t *c)
     c->skip = c->msg_len = 0;
     c->in_msg = c->close_sent = c->close_rcvd = 0;
     c->ts_head = c->ts_n = 0;
+    c->pmd = c->snct = c->cnct = 0;
+    c->smwb = c->cmwb = 15;
+    c->msg_z = c->z_ended = c->vbad = 0;
+    c->exp = c->idle_exp = NULL;
     c->pollout = 1;
     g.pending++;
     if (c->fd < 0) {
@@ -641,12 +1032,13 @@ static void start_connect(conn_t *c)
              keybuf);
     sha1((const uint8_t *)cat, strlen(cat), digest);
     base64(digest, 20, c->accept);
-    out_reserve(c, 512);
+    out_reserve(c, 1024);
     c->out_len = (size_t)snprintf((char *)c->out, c->out_cap,
         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n", opt.path, opt.host, opt.port,
-        keybuf);
+        "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", opt.path, opt.host,
+        opt.port, keybuf, opt.deflate ? "Sec-WebSocket-Extensions: " : "",
+        opt.deflate ? opt.deflate_offer : "", opt.deflate ? "\r\n" : "");
 }
 
 static void mode_on_open(conn_t *c);
@@ -662,6 +1054,11 @@ static void conn_finish(conn_t *c, int failed)
         close(c->fd);
         c->fd = -1;
     }
+    if (c->inf)
+        inflater_put(c->inf);
+    if (c->def)
+        deflater_put(c->def);
+    c->inf = c->def = NULL;
     c->st = C_DONE;
     if (was == C_CONNECTING || was == C_HANDSHAKE) {
         g.pending--;
@@ -677,6 +1074,85 @@ static void conn_finish(conn_t *c, int failed)
     mode_on_closed(c, failed);
 }
 
+/* Trims blanks (and a CR) around [*b, *e). */
+static void trim(char **b, char **e)
+{
+    while (*b < *e && (**b == ' ' || **b == '\t'))
+        (*b)++;
+    while (*e > *b && ((*e)[-1] == ' ' || (*e)[-1] == '\t' || (*e)[-1] == '\r'))
+        (*e)--;
+}
+
+/* The server's Sec-WebSocket-Extensions (RFC 7692 7.1): permessage-deflate
+ * with parameters we may accept, and only if we offered it. Returns -1 if
+ * the handshake must fail. */
+static int parse_extensions(conn_t *c, const char *v, const char *eol)
+{
+    char buf[256], *p, *end;
+    int first = 1, bits;
+
+    if (eol - v >= (long)sizeof(buf))
+        return -1;
+    memcpy(buf, v, (size_t)(eol - v));
+    p = buf;
+    end = buf + (eol - v);
+    trim(&p, &end);
+    *end = '\0';
+    if (!g.ext[0])
+        snprintf(g.ext, sizeof(g.ext), "%s", p);
+    if (!opt.deflate || c->pmd || strchr(p, ','))
+        return -1;      /* not offered; more than the one we offered */
+    while (p < end) {
+        char *semi = memchr(p, ';', (size_t)(end - p));
+        char *ne = semi ? semi : end, *nb = p, *val = NULL, *ve = NULL;
+        char *eq = memchr(p, '=', (size_t)(ne - p));
+
+        if (eq) {
+            val = eq + 1;
+            ve = ne;
+            trim(&val, &ve);
+            if (ve - val >= 2 && *val == '"' && ve[-1] == '"') {
+                val++;
+                ve--;
+            }
+            *ve = '\0';
+            ne = eq;
+        }
+        trim(&nb, &ne);
+        *ne = '\0';
+        p = semi ? semi + 1 : end;
+        if (first) {
+            if (strcasecmp(nb, "permessage-deflate") || val)
+                return -1;
+            first = 0;
+        }
+        else if (!strcasecmp(nb, "server_no_context_takeover") && !val)
+            c->snct = 1;
+        else if (!strcasecmp(nb, "client_no_context_takeover") && !val)
+            c->cnct = 1;
+        else if (!strcasecmp(nb, "server_max_window_bits") && val) {
+            bits = atoi(val);
+            if (bits < 8 || bits > 15)
+                return -1;
+            c->smwb = bits < 9 ? 9 : bits;  /* a 9-bit inflater reads 8 */
+        }
+        else if (!strcasecmp(nb, "client_max_window_bits") && val
+                 && strstr(opt.deflate_offer, "client_max_window_bits")) {
+            bits = atoi(val);
+            /* zlib cannot deflate with a 256-byte window */
+            if (bits < 9 || bits > 15)
+                return -1;
+            c->cmwb = bits;
+        }
+        else
+            return -1;
+    }
+    if (first)
+        return -1;
+    c->pmd = 1;
+    return 0;
+}
+
 /* Parses the 101 response in [p, p+len). Returns bytes used, 0 if more is
  * needed, -1 on failure. */
 static long parse_handshake(conn_t *c, const uint8_t *p, size_t len)
@@ -690,7 +1166,7 @@ static long parse_handshake(conn_t *c, const uint8_t *p, size_t len)
     end += 4;
     if (len < 12 || memcmp(p, "HTTP/1.1 101", 12))
         return -1;
-    /* Sec-WebSocket-Accept, any case. */
+    /* Sec-WebSocket-Accept and -Extensions, any case. */
     for (h = (const char *)p; h < (const char *)end; ) {
         const char *eol = memchr(h, '\n', (size_t)((const char *)end - h));
 
@@ -706,9 +1182,115 @@ static long parse_handshake(conn_t *c, const uint8_t *p, size_t len)
             if ((size_t)(stop - v) >= alen && !memcmp(v, c->accept, alen))
                 ok_accept = 1;
         }
+        else if (eol - h > 25
+                 && !strncasecmp(h, "Sec-WebSocket-Extensions:", 25)) {
+            if (parse_extensions(c, h + 25, eol) < 0)
+                return -1;
+        }
         h = eol + 1;
     }
     return ok_accept ? (long)(end - p) : -1;
+}
+
+/* Payload bytes of the message being received, after inflating: counted,
+ * and compared with what was sent. */
+static void deliver(conn_t *c, const uint8_t *d, size_t n)
+{
+    if (c->exp && !c->vbad) {
+        if (c->msg_len + n > opt.size
+            || memcmp(c->exp + c->msg_len, d, n))
+            c->vbad = 1;
+    }
+    c->msg_len += n;
+}
+
+static char zerr[128];     /* the first inflate error, for the log */
+
+/* Feeds compressed bytes to the message's inflater. Returns -1 on corrupt
+ * data. */
+static int inflate_in(conn_t *c, const uint8_t *d, size_t n)
+{
+    static uint8_t obuf[65536];
+    z_stream *z = &c->inf->z;
+    int r;
+
+    if (c->z_ended)
+        return 0;   /* after a BFINAL block: the rest is ignored */
+    z->next_in = (Bytef *)(uintptr_t)d;
+    z->avail_in = (uInt)n;
+    do {
+        z->next_out = obuf;
+        z->avail_out = sizeof(obuf);
+        r = zf.inflate(z, Z_SYNC_FLUSH);
+        if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) {
+            if (!zerr[0])
+                snprintf(zerr, sizeof(zerr), "inflate: %d %s", r,
+                         z->msg ? z->msg : "");
+            return -1;
+        }
+        deliver(c, obuf, sizeof(obuf) - z->avail_out);
+        if (r == Z_STREAM_END) {
+            c->z_ended = 1;
+            break;
+        }
+        if (r == Z_BUF_ERROR)
+            break;      /* no progress possible: needs more input */
+    } while (z->avail_in || !z->avail_out);
+    return 0;
+}
+
+static int payload_in(conn_t *c, const uint8_t *d, size_t n)
+{
+    if (c->msg_z)
+        return inflate_in(c, d, n);
+    deliver(c, d, n);
+    return 0;
+}
+
+/* A data frame with opcode 1 or 2 starts a message. */
+static void message_begin(conn_t *c, int op, int rsv1)
+{
+    c->in_msg = 1;
+    c->msg_len = 0;
+    c->msg_op = op;
+    c->msg_z = rsv1;
+    c->z_ended = 0;
+    c->vbad = 0;
+    c->exp = NULL;
+    if (opt.verify) {
+        if (opt.mode == M_ECHO && c->ts_n && c->xr)
+            c->exp = c->xr[c->ts_head];
+        else if (opt.mode == M_IDLE)
+            c->exp = c->idle_exp;
+    }
+    if (rsv1) {
+        if (!c->inf)
+            c->inf = inflater_get(c->smwb);
+        g.rx_z++;
+        if (g.measuring)
+            g.m_rx_z++;
+    }
+}
+
+/* The last frame of the message is in. Returns -1 on corrupt data. */
+static int message_end(conn_t *c)
+{
+    c->in_msg = 0;
+    if (c->msg_z) {
+        static const uint8_t tail[4] = { 0, 0, 0xff, 0xff };
+
+        if (inflate_in(c, tail, 4) < 0)
+            return -1;
+        /* The server starts afresh each message: nothing to keep. */
+        if (c->snct || c->z_ended) {
+            inflater_put(c->inf);
+            c->inf = NULL;
+        }
+    }
+    if (c->exp && c->msg_op != (opt.binary ? 2 : 1))
+        c->vbad = 1;
+    mode_on_message(c, c->msg_op, c->msg_len);
+    return 0;
 }
 
 /* Parses frames in [p, p+len). Returns bytes consumed, -1 on a protocol
@@ -726,13 +1308,17 @@ static long parse_frames(conn_t *c, const uint8_t *p, size_t len)
         if (c->skip) {
             uint64_t take = len - pos < c->skip ? len - pos : c->skip;
 
-            c->skip -= take;
-            c->msg_len += take;
-            pos += take;
-            if (!c->skip && c->skip_fin) {
-                c->in_msg = 0;
-                mode_on_message(c, 0, c->msg_len);
+            if (c->msg_z || c->exp) {
+                if (payload_in(c, p + pos, (size_t)take) < 0)
+                    return -1;
             }
+            else {
+                c->msg_len += take;
+            }
+            c->skip -= take;
+            pos += take;
+            if (!c->skip && c->skip_fin && message_end(c) < 0)
+                return -1;
             continue;
         }
         if (len - pos < 2)
@@ -741,10 +1327,12 @@ static long parse_frames(conn_t *c, const uint8_t *p, size_t len)
         b1 = p[pos + 1];
         if (b1 & 0x80)
             return -1;      /* a server must not mask */
-        if (b0 & 0x70)
-            return -1;      /* RSV bits: no extension was negotiated */
         fin = b0 >> 7;
         op = b0 & 15;
+        /* RSV1: permessage-deflate, on a message's first frame only. */
+        if ((b0 & 0x30)
+            || ((b0 & 0x40) && (!c->pmd || !(op == 1 || op == 2))))
+            return -1;
         plen = b1 & 127;
         hlen = 2;
         if (plen == 126) {
@@ -796,17 +1384,13 @@ static long parse_frames(conn_t *c, const uint8_t *p, size_t len)
         }
         if (op == 0 ? !c->in_msg : (op == 1 || op == 2) ? c->in_msg : 1)
             return -1;
-        if (op) {
-            c->in_msg = 1;
-            c->msg_len = 0;
-        }
+        if (op)
+            message_begin(c, op, (b0 & 0x40) != 0);
         pos += hlen;
         c->skip_fin = fin;
         if (plen == 0) {
-            if (fin) {
-                c->in_msg = 0;
-                mode_on_message(c, op, c->msg_len);
-            }
+            if (fin && message_end(c) < 0)
+                return -1;
             continue;
         }
         c->skip = plen;
@@ -835,6 +1419,9 @@ static void on_readable(conn_t *c)
         conn_finish(c, !(c->close_sent && c->st == C_CLOSING));
         return;
     }
+    g.wire_in += (double)n;
+    if (g.measuring)
+        g.m_wire_in += (double)n;
     p = base - c->stash_len;
     if (c->stash_len)
         memcpy(p, c->stash, c->stash_len);
@@ -854,6 +1441,10 @@ static void on_readable(conn_t *c)
         c->t_state = now_s();
         g.pending--;
         g.opened++;
+        if (c->pmd)
+            g.deflate_on++;
+        else if (opt.deflate)
+            g.deflate_declined++;
         mode_on_open(c);
         if (c->fd < 0)
             return;
@@ -1011,6 +1602,8 @@ static void mode_on_message(conn_t *c, int opcode, uint64_t len)
     case M_ECHO:
         if (len != opt.size)
             g.size_mismatch++;
+        else if (c->exp && c->vbad)
+            g.content_mismatch++;
         if (c->ts_n) {
             uint64_t t = c->ts[c->ts_head];
 
@@ -1028,6 +1621,13 @@ static void mode_on_message(conn_t *c, int opcode, uint64_t len)
     case M_IDLE:
         if (len != opt.size)
             g.size_mismatch++;
+        else if (c->exp && c->vbad)
+            g.content_mismatch++;
+        if (opt.prime && !c->checked && !c->idle_primed) {
+            c->idle_primed = 1;
+            g.prime_ok++;
+            break;
+        }
         if (!c->checked) {
             c->checked = 1;
             g.idle_ok++;
@@ -1127,7 +1727,22 @@ static void usage(void)
 "  --server-pid PID    server process (repeatable; its descendants too)\n"
 "  --sync PREFIX       create PREFIX.ready then wait for PREFIX.go before\n"
 "                      the window, PREFIX.done then PREFIX.end after it\n"
-"  --tag KEY=VALUE     copied into the JSON line (repeatable)\n");
+"  --tag KEY=VALUE     copied into the JSON line (repeatable)\n"
+"  --json              payloads: a pool of 512 JSON documents of --size B\n"
+"  --verify            compare every echo with what was sent (on with\n"
+"                      --json and --deflate)\n"
+"  --deflate           offer permessage-deflate (RFC 7692): the offer is\n"
+"                      \"permessage-deflate; client_max_window_bits\"\n"
+"  --deflate-offer S   offer S instead (implies --deflate)\n"
+"  --deflate-level N   zlib level of our messages (6)\n"
+"  --deflate-memlevel N  zlib memLevel of our deflaters (8)\n"
+"  --deflate-takeover  compress with context takeover where the server\n"
+"                      allows it (default: each message on its own)\n"
+"  --json-sample       print the first JSON document and how well the\n"
+"                      pool compresses, and exit\n"
+"  --prime             idle: each connection echoes one message before\n"
+"                      the hold (so the server holds what a used\n"
+"                      connection holds)\n");
     exit(1);
 }
 
@@ -1143,6 +1758,11 @@ int main(int argc, char **argv)
         { "hold", 1, 0, 'H' }, { "burst", 1, 0, 'K' },
         { "open-concurrency", 1, 0, 'O' }, { "server-pid", 1, 0, 'S' },
         { "sync", 1, 0, 'Y' }, { "tag", 1, 0, 't' }, { "help", 0, 0, '?' },
+        { "json", 0, 0, 'J' }, { "verify", 0, 0, 'V' },
+        { "deflate", 0, 0, 'D' }, { "deflate-offer", 1, 0, 'F' },
+        { "deflate-level", 1, 0, 'L' }, { "deflate-memlevel", 1, 0, 'M' },
+        { "deflate-takeover", 0, 0, 'N' }, { "prime", 0, 0, 'R' },
+        { "json-sample", 0, 0, 'j' },
         { 0, 0, 0, 0 }
     };
     int ch, i;
@@ -1155,6 +1775,7 @@ int main(int argc, char **argv)
     double client_cpu;
     FILE *o = stdout;
     char human[512];
+    int json_sample = 0;
 
     while ((ch = getopt_long(argc, argv, "c:", lo, NULL)) != -1) {
         switch (ch) {
@@ -1189,12 +1810,73 @@ int main(int argc, char **argv)
             if (opt.n_tags < 32 && strchr(optarg, '='))
                 opt.tags[opt.n_tags++] = optarg;
             break;
+        case 'J': opt.json = 1; break;
+        case 'V': opt.verify = 1; break;
+        case 'D': opt.deflate = 1; break;
+        case 'F': opt.deflate = 1; opt.deflate_offer = optarg; break;
+        case 'L': opt.deflate_level = atoi(optarg); break;
+        case 'M': opt.deflate_memlevel = atoi(optarg); break;
+        case 'N': opt.deflate_takeover = 1; break;
+        case 'R': opt.prime = 1; break;
+        case 'j': json_sample = 1; break;
         default: usage();
         }
     }
     if (opt.port <= 0 || opt.conns < 1 || opt.inflight < 1
-        || opt.max_duration <= 0 || opt.open_conc < 1)
+        || opt.max_duration <= 0 || opt.open_conc < 1
+        || opt.deflate_level < 0 || opt.deflate_level > 9
+        || opt.deflate_memlevel < 1 || opt.deflate_memlevel > 9
+        || strlen(opt.deflate_offer) > 200 || strpbrk(opt.deflate_offer, "\r\n"))
         usage();
+    if (opt.json || opt.deflate)
+        opt.verify = 1;
+    if (opt.json && opt.binary)
+        die("--json sends text");
+    if (opt.deflate)
+        zlib_load();
+    if (opt.json)
+        make_pool();
+    if (json_sample) {
+        /* The first document, and what zlib makes of the pool. */
+        zs_t *d;
+        int lv;
+
+        if (!opt.json)
+            make_pool();
+        zlib_load();
+        fwrite(pool[0], 1, opt.size, stdout);
+        printf("\n");
+        for (lv = 1; lv <= 9; lv += 5) {
+            double sum = 0;
+
+            opt.deflate_level = lv;
+            d = deflater_get(15);
+            for (i = 0; i < POOL; i++) {
+                size_t zl;
+
+                deflate_msg(d, pool[i], opt.size, &zl);
+                zf.deflateReset(&d->z);
+                sum += (double)zl;
+            }
+            printf("level %d, each on its own: %.0f of %zu bytes (%.1fx)\n",
+                   lv, sum / POOL, opt.size, (double)opt.size * POOL / sum);
+            zf.deflateEnd(&d->z);
+            free(d);
+            d = deflater_get(15);
+            sum = 0;
+            for (i = 0; i < POOL; i++) {
+                size_t zl;
+
+                deflate_msg(d, pool[i], opt.size, &zl);
+                sum += (double)zl;
+            }
+            printf("level %d, context takeover: %.0f of %zu bytes (%.1fx)\n",
+                   lv, sum / POOL, opt.size, (double)opt.size * POOL / sum);
+            zf.deflateEnd(&d->z);
+            free(d);
+        }
+        return 0;
+    }
     if (opt.mode == M_ECHO && opt.duration <= 0 && opt.messages <= 0)
         opt.duration = 2;
     if (opt.mode == M_CHURN && opt.duration <= 0)
@@ -1239,8 +1921,13 @@ int main(int argc, char **argv)
     for (i = 0; i < nconns; i++) {
         conns[i].fd = -1;
         conns[i].idx = i;
+        /* Spread the connections over the pool. */
+        conns[i].pool_next = (int)((unsigned)i * 37u % POOL);
         if (opt.mode == M_ECHO
             && !(conns[i].ts = calloc((size_t)opt.inflight, 8)))
+            die("out of memory");
+        if (opt.mode == M_ECHO && opt.verify
+            && !(conns[i].xr = calloc((size_t)opt.inflight, sizeof(void *))))
             die("out of memory");
     }
 
@@ -1295,6 +1982,23 @@ int main(int argc, char **argv)
     }
     else {
         open_all(deadline_all);
+        if (opt.mode == M_IDLE && opt.prime) {
+            /* Each connection echoes one message before the hold. */
+            double end = now_s() + 20;
+
+            for (i = 0; i < nconns; i++) {
+                conn_t *c = &conns[i];
+
+                if (c->st != C_OPEN)
+                    continue;
+                send_idle_msg(c);
+                if (flush(c) < 0)
+                    conn_finish(c, 1);
+            }
+            while (g.prime_ok < (long)n_open() && now_s() < end
+                   && now_s() < deadline_all)
+                poll_once(10);
+        }
         if (opt.mode == M_IDLE && have_s)
             server_stats(&s0);
         sync_point("ready", "go");
@@ -1354,7 +2058,7 @@ int main(int argc, char **argv)
 
                 if (c->st != C_OPEN)
                     continue;
-                put_frame(c, opt.binary ? 2 : 1, payload, opt.size);
+                send_idle_msg(c);
                 if (flush(c) < 0)
                     conn_finish(c, 1);
             }
@@ -1414,8 +2118,10 @@ int main(int argc, char **argv)
         double win = t_m1 - t_m0;
         double count = 0, rate = 0, cpu = s1.cpu_us - s0.cpu_us;
         long errors = g.failed_connect + g.failed_handshake + g.proto_err
-                      + g.size_mismatch + g.lost
+                      + g.size_mismatch + g.lost + g.content_mismatch
+                      + g.deflate_declined
                       + (opt.mode == M_CHURN ? 0 : g.dropped);
+        double ccpu = s1.client_us - s0.client_us;
 
         fprintf(o, "{\"tool\":\"ws_load\"");
         json_str(o, "mode", mode_names[opt.mode]);
@@ -1441,6 +2147,25 @@ int main(int argc, char **argv)
         json_num(o, "size_mismatch", (double)g.size_mismatch);
         json_num(o, "nofile", (double)rl.rlim_cur);
         json_num(o, "window_s", win);
+        json_num(o, "json", opt.json);
+        json_num(o, "verified", opt.verify);
+        json_num(o, "content_mismatch", (double)g.content_mismatch);
+        json_num(o, "deflate_offered", opt.deflate);
+        if (opt.deflate) {
+            json_str(o, "deflate_offer", opt.deflate_offer);
+            json_num(o, "deflate_negotiated", (double)g.deflate_on);
+            json_num(o, "deflate_declined", (double)g.deflate_declined);
+            json_num(o, "client_deflate_level", opt.deflate_level);
+            json_num(o, "client_deflate_memlevel", opt.deflate_memlevel);
+            json_num(o, "client_takeover", opt.deflate_takeover);
+        }
+        json_str(o, "extensions", g.ext);
+        if (zerr[0])
+            json_str(o, "zlib_error", zerr);
+        json_num(o, "rx_compressed", (double)g.rx_z);
+        json_num(o, "tx_compressed", (double)g.tx_z);
+        json_num(o, "wire_up_total", g.wire_out);
+        json_num(o, "wire_down_total", g.wire_in);
         if (opt.mode == M_ECHO) {
             count = (double)g.m_msgs;
             rate = win > 0 ? count / win : 0;
@@ -1456,6 +2181,19 @@ int main(int argc, char **argv)
             json_num(o, "lat_p99_us", h_pct(&lat, 0.99));
             json_num(o, "lat_max_us", (double)lat.max);
             json_num(o, "lat_mean_us", lat.n ? lat.sum / (double)lat.n : 0);
+            /* Socket bytes over the window per echo counted: client to
+             * server (up) and back (down). */
+            json_num(o, "wire_up_bytes", g.m_wire_out);
+            json_num(o, "wire_down_bytes", g.m_wire_in);
+            json_num(o, "wire_up_per_msg", count > 0 ? g.m_wire_out / count : 0);
+            json_num(o, "wire_down_per_msg", count > 0 ? g.m_wire_in / count : 0);
+            json_num(o, "rx_compressed_pct",
+                     count > 0 ? (double)g.m_rx_z / count * 100 : 0);
+            json_num(o, "tx_compressed_pct", g.m_sent > 0
+                     ? (double)g.m_tx_z / (double)g.m_sent * 100 : 0);
+            if (have_s)
+                json_num(o, "client_cpu_us_per_msg",
+                         count > 0 ? ccpu / count : 0);
         }
         else if (opt.mode == M_CHURN) {
             count = (double)g.m_cycles;
@@ -1473,6 +2211,10 @@ int main(int argc, char **argv)
             json_num(o, "echo_ok", (double)g.idle_ok);
             json_num(o, "echo_missing", (double)(g.opened - g.idle_ok));
             errors += g.opened - g.idle_ok;
+            if (opt.prime) {
+                json_num(o, "primed", (double)g.prime_ok);
+                errors += g.opened - g.prime_ok;
+            }
         }
         else {
             count = (double)g.deliveries;
@@ -1506,7 +2248,7 @@ int main(int argc, char **argv)
         json_num(o, "client_cpu_pct",
                  now_s() > t_run0 ? client_cpu / (now_s() - t_run0) * 100 : 0);
         if (have_s && win > 0 && opt.mode != M_IDLE) {
-            double cl = s1.client_us - s0.client_us;
+            double cl = ccpu;
             double other = s1.busy_us - s0.busy_us - cpu - cl;
 
             /* Percent of one CPU, over the window. */
@@ -1519,11 +2261,15 @@ int main(int argc, char **argv)
 
         if (opt.mode == M_ECHO)
             snprintf(human, sizeof(human),
-                     "echo %d conn x %d in flight x %zu B: %.0f msg/s, p50 %.0f us, "
-                     "p99 %.0f us, server %.2f us CPU/msg, %ld errors",
-                     opt.conns, opt.inflight, opt.size, rate,
+                     "echo %d conn x %d in flight x %zu B%s%s: %.0f msg/s, p50 %.0f us, "
+                     "p99 %.0f us, server %.2f us CPU/msg, wire %.0f B up "
+                     "%.0f B down per msg, %ld errors",
+                     opt.conns, opt.inflight, opt.size, opt.json ? " JSON" : "",
+                     g.deflate_on ? " deflate" : "", rate,
                      h_pct(&lat, 0.5), h_pct(&lat, 0.99),
-                     count > 0 && have_s ? cpu / count : 0, errors);
+                     count > 0 && have_s ? cpu / count : 0,
+                     count > 0 ? g.m_wire_out / count : 0,
+                     count > 0 ? g.m_wire_in / count : 0, errors);
         else if (opt.mode == M_CHURN)
             snprintf(human, sizeof(human),
                      "churn %d at once: %.0f handshakes/s (upgrade p50 %.0f us), "
@@ -1543,6 +2289,15 @@ int main(int argc, char **argv)
                      "fanout %ld conns x %ld: %ld/%ld delivered in %.3f s = "
                      "%.0f deliveries/s, %ld errors", g.opened, opt.burst,
                      g.deliveries, fan_expect, win, rate, errors);
+        if (opt.deflate || g.ext[0])
+            fprintf(stderr, "ws_load: permessage-deflate on %ld of %ld "
+                    "connections; the server said \"%s\"\n", g.deflate_on,
+                    g.opened, g.ext);
+        if (zerr[0])
+            fprintf(stderr, "ws_load: first zlib error: %s\n", zerr);
+        if (g.content_mismatch)
+            fprintf(stderr, "ws_load: %ld echoes of the right length with "
+                    "other bytes\n", g.content_mismatch);
         fprintf(stderr, "ws_load: %s\n", human);
         return errors ? 2 : 0;
     }
