@@ -2,12 +2,18 @@
  * libwebsockets-dev (4.1), with its default event loop (poll) on one
  * thread.
  *
- *   lws_echo PORT
+ *   lws_echo PORT [--deflate]
  *
  * Listens on 127.0.0.1:PORT, any path, and echoes every message with its
  * type (UTF-8 of text checked, as the other peers do). The text command
  * "burst K S" sends K text messages of S bytes (default 64) to every open
  * connection, like bench/plugins/fanout.c and bench/node_echo.js.
+ *
+ * With --deflate, permessage-deflate (RFC 7692) is offered to clients
+ * through libwebsockets' own extension (lws_extension_callback_pm_deflate)
+ * with its defaults: context takeover both ways, 15-bit windows, zlib
+ * level 1 and memLevel 8, 1 KiB inflate/deflate buffers; the zlib streams
+ * are made at a connection's first compressed message and kept.
  *
  * Writes happen in LWS_CALLBACK_SERVER_WRITEABLE, several per callback
  * while lws_partial_buffered() says the socket took the last one whole (at
@@ -193,6 +199,12 @@ static const struct lws_protocols protocols[] = {
     { NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
+static const struct lws_extension extensions[] = {
+    { "permessage-deflate", lws_extension_callback_pm_deflate,
+      "permessage-deflate; client_max_window_bits" },
+    { NULL, NULL, NULL }
+};
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -204,10 +216,11 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     struct lws_context_creation_info info;
-    int port = argc == 2 ? atoi(argv[1]) : 0;
+    int port = argc >= 2 ? atoi(argv[1]) : 0;
+    int deflate = argc == 3 && !strcmp(argv[2], "--deflate");
 
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: lws_echo PORT\n");
+    if (port <= 0 || port > 65535 || argc > 3 || (argc == 3 && !deflate)) {
+        fprintf(stderr, "usage: lws_echo PORT [--deflate]\n");
         return 1;
     }
     signal(SIGTERM, on_signal);
@@ -226,12 +239,15 @@ int main(int argc, char **argv)
     info.timeout_secs = 30;
     info.gid = -1;
     info.uid = -1;
+    if (deflate)
+        info.extensions = extensions;
     if (!(context = lws_create_context(&info))) {
         fprintf(stderr, "lws_echo: lws_create_context failed\n");
         return 1;
     }
-    printf("lws_echo: libwebsockets %s on 127.0.0.1:%d\n",
-           lws_get_library_version(), port);
+    printf("lws_echo: libwebsockets %s on 127.0.0.1:%d, permessage-deflate "
+           "%s\n", lws_get_library_version(), port,
+           deflate ? "on (lws defaults)" : "off");
     fflush(stdout);
     while (!interrupted)
         if (lws_service(context, 0) < 0)
