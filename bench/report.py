@@ -28,7 +28,23 @@ SCENARIOS = [
      "deliveries_per_s", "high"),
     ("fanout10k", "broadcast to 10,000 connections (burst 10 x 64 B)",
      "deliveries_per_s", "high"),
+    ("json1k", "100 connections x 1 KiB JSON text, 1 in flight each, "
+     "no compression", "msg_per_s", "high"),
+    ("json1k-deflate", "100 connections x 1 KiB JSON text, 1 in flight "
+     "each, permessage-deflate", "msg_per_s", "high"),
+    ("idle-json", "idle connections after one 1 KiB JSON echo each, no "
+     "compression", "bytes_per_conn", "low"),
+    ("idle-deflate", "idle connections after one 1 KiB JSON echo each, "
+     "permessage-deflate", "bytes_per_conn", "low"),
 ]
+IDLE = ("idle10k", "idle-json", "idle-deflate")
+IDLE_TITLE = {
+    "idle10k": "%s idle connections held %ss, then one echo each",
+    "idle-json": "%s connections, one 1 KiB JSON echo each, held %ss idle "
+                 "(no compression), then one more echo",
+    "idle-deflate": "%s connections, one compressed 1 KiB JSON echo each, "
+                    "held %ss idle, then one more echo",
+}
 
 # Columns: (header, key or function, format)
 def col_rss(r):
@@ -75,6 +91,18 @@ COLUMNS = {
                  ("delivered", "deliveries", "{:.0f}")],
 }
 COLUMNS["fanout10k"] = COLUMNS["fanout1k"]
+COLUMNS["json1k"] = [("msg/s", "msg_per_s", "{:.0f}"),
+                     ("CPU us/msg", "server_cpu_us_per_msg", "{:.1f}"),
+                     ("up B/msg", "wire_up_per_msg", "{:.0f}"),
+                     ("down B/msg", "wire_down_per_msg", "{:.0f}"),
+                     ("p50 us", "lat_p50_us", "{:.0f}"),
+                     ("p99 us", "lat_p99_us", "{:.0f}"),
+                     ("client us/msg", "client_cpu_us_per_msg", "{:.1f}")]
+COLUMNS["json1k-deflate"] = (COLUMNS["json1k"][:4]
+                             + [("down z%", "rx_compressed_pct", "{:.0f}")]
+                             + COLUMNS["json1k"][4:])
+COLUMNS["idle-json"] = COLUMNS["idle10k"]
+COLUMNS["idle-deflate"] = COLUMNS["idle10k"]
 
 
 def value(r, key):
@@ -153,14 +181,14 @@ def main():
     for name, title, main_key, better in SCENARIOS:
         if name not in scen_on:
             continue
-        if name == "idle10k" and runs:
+        if name in IDLE and runs:
             n = next((r.get("connections") for (s, sc), rr in runs.items()
                       if sc == name for r in rr), None)
             if n:
-                title = "%s idle connections held %ss, then one echo each" % (
-                    "{:,}".format(n), meta.get("hold", "?"))
+                title = IDLE_TITLE[name] % ("{:,}".format(n),
+                                            meta.get("hold", "?"))
         cols = COLUMNS[name]
-        extra = [] if name == "idle10k" else COMMON_TAIL
+        extra = [] if name in IDLE else COMMON_TAIL
         headers = (["server", "ratio"] + [c[0] for c in cols]
                    + [c[0] for c in extra] + ["errors", "n"])
         best = None
@@ -196,6 +224,14 @@ def main():
             rows.append(row)
             if st:
                 notes.append("%s: %s" % (s, "; ".join(sorted({x["reason"] for x in st}))))
+            if any(r.get("deflate_offered") for r in rr):
+                said = sorted({r.get("extensions") or "(nothing)" for r in rr})
+                notes.append("%s: Sec-WebSocket-Extensions answer: %s"
+                             % (s, " | ".join(said)))
+            bad = sum(int(r.get("content_mismatch") or 0)
+                      + int(r.get("deflate_declined") or 0) for r in rr)
+            if bad:
+                notes.append("%s: %d wrong echoes or declined offers" % (s, bad))
             other = max((value(r, "other_cpu_pct") or 0) for r in rr)
             if other > 15:
                 notes.append("%s: up to %.0f%% of a core used by other "

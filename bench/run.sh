@@ -7,13 +7,14 @@
 # medians with ratios against the best peer of each scenario. bench/README.md
 # explains every column and how each figure is measured.
 #
-#   bench/run.sh                 the default run (about 10 minutes)
+#   bench/run.sh                 the default run (about 20 minutes)
 #   QUICK=1 bench/run.sh         a smoke run (one repetition, short phases)
 #
 # Knobs (environment): REPS, DUR (measured seconds per echo/churn phase),
 # WARM (warm-up seconds), HOLD (idle hold seconds), SERVERS, SCENARIOS,
 # THREAD_CAP (most threads a thread-per-connection server may be given,
-# default 1024), ASYNC_THREADS (worker threads of the async mod_websocket
+# default 1024), IDLE_N (connections of the idle scenarios, default 10000),
+# ASYNC_THREADS (worker threads of the async mod_websocket
 # server, default 64), MWS_EXTRA (httpd directives added to both
 # mod_websocket servers' configs, for experiments), SYSCALL_MSGS (messages of the syscall-count run),
 # WALL_LIMIT (seconds; phases not started by then are skipped), BUILD.
@@ -30,13 +31,13 @@ BUILD=${BUILD:-build}
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     REPS=${REPS:-1} DUR=${DUR:-1} WARM=${WARM:-0.3} HOLD=${HOLD:-1}
-    SYSCALL_MSGS=${SYSCALL_MSGS:-5000} WALL_LIMIT=${WALL_LIMIT:-300}
+    SYSCALL_MSGS=${SYSCALL_MSGS:-5000} WALL_LIMIT=${WALL_LIMIT:-450}
 else
     REPS=${REPS:-3} DUR=${DUR:-2} WARM=${WARM:-0.5} HOLD=${HOLD:-3}
-    SYSCALL_MSGS=${SYSCALL_MSGS:-20000} WALL_LIMIT=${WALL_LIMIT:-900}
+    SYSCALL_MSGS=${SYSCALL_MSGS:-20000} WALL_LIMIT=${WALL_LIMIT:-1500}
 fi
-SERVERS=${SERVERS:-"mws-blocking mws-async apache-proxy-node node lws"}
-SCENARIOS=${SCENARIOS:-"latency echo64 echo16k pipelined handshakes idle10k fanout1k fanout10k"}
+SERVERS=${SERVERS:-"mws-blocking mws-async mws-async-dedicated15 mws-async-dedicated10 apache-proxy-node node lws"}
+SCENARIOS=${SCENARIOS:-"latency echo64 echo16k pipelined handshakes idle10k fanout1k fanout10k json1k json1k-deflate idle-json idle-deflate"}
 THREAD_CAP=${THREAD_CAP:-1024}
 ASYNC_THREADS=${ASYNC_THREADS:-64}
 IDLE_N=${IDLE_N:-10000}
@@ -310,13 +311,18 @@ start_server() {
         apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "$line")"
         start_apache "$dir"
         ;;
-    mws-async)
+    mws-async|mws-async-dedicated15|mws-async-dedicated10)
         if (( ! have_driver )); then
             REASON="skipped: $driver_reason"
             return 2
         fi
         THREADS=$ASYNC_THREADS
-        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "WebSocketDriver async")"
+        local mode=
+        case $name in
+        mws-async-dedicated15) mode=$'\n    WebSocketDeflateMode dedicated 15 8' ;;
+        mws-async-dedicated10) mode=$'\n    WebSocketDeflateMode dedicated 10 4' ;;
+        esac
+        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "WebSocketDriver async$mode")"
         start_apache "$dir"
         ;;
     apache-proxy-node)
@@ -333,7 +339,7 @@ start_server() {
         local nport npid
         nport=$(free_port)
         mkdir -p "$dir"
-        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$nport"
+        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$nport" ${DEFLATE:+--deflate}
         npid=$SPAWNED
         wait_port "$nport" "$npid" 20 \
             || { REASON="node backend did not start: $(tail -n 3 "$dir/node.log" | tr '\n' ' ')"; return 2; }
@@ -349,7 +355,7 @@ ProxyPass \"/\" \"http://127.0.0.1:$nport/\" upgrade=websocket"
             || { REASON="skipped: bench/node_modules/ws missing (npm ci failed)"; return 2; }
         mkdir -p "$dir"
         local pid
-        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$PORT"
+        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$PORT" ${DEFLATE:+--deflate}
         pid=$SPAWNED
         wait_port "$PORT" "$pid" 20 \
             || { REASON="node did not start: $(tail -n 3 "$dir/node.log" | tr '\n' ' ')"; return 2; }
@@ -359,7 +365,7 @@ ProxyPass \"/\" \"http://127.0.0.1:$nport/\" upgrade=websocket"
         (( have_lws )) || { REASON="skipped: bench/lws_echo did not build (see make.log; apt-get install libwebsockets-dev)"; return 2; }
         mkdir -p "$dir"
         local pid
-        spawn "$dir/lws.log" "$BUILD/bench/lws_echo" "$PORT"
+        spawn "$dir/lws.log" "$BUILD/bench/lws_echo" "$PORT" ${DEFLATE:+--deflate}
         pid=$SPAWNED
         wait_port "$PORT" "$pid" 20 \
             || { REASON="lws_echo did not start: $(tail -n 3 "$dir/lws.log" | tr '\n' ' ')"; return 2; }
@@ -386,8 +392,11 @@ stop_server() {
 }
 
 # ---------------------------------------------------------- scenarios
-# scenario_args NAME: sets CONNS and ARGS (ws_load options) and WSPATH.
+# scenario_args NAME: sets CONNS and ARGS (ws_load options), WSPATH and
+# DEFLATE (1 where ws_load offers permessage-deflate: the Node and lws
+# peers are then started with it on; empty otherwise).
 scenario_args() {
+    DEFLATE=
     case $1 in
     latency)    CONNS=1;   WSPATH=/echo
                 ARGS=(--mode echo -c 1 --inflight 1 --size 64 --text --duration "$DUR" --warmup "$WARM") ;;
@@ -405,6 +414,14 @@ scenario_args() {
                 ARGS=(--mode fanout -c 1000 --burst 100 --size 64) ;;
     fanout10k)  CONNS=10000; WSPATH=/fanout
                 ARGS=(--mode fanout -c 10000 --burst 10 --size 64) ;;
+    json1k)     CONNS=100; WSPATH=/echo
+                ARGS=(--mode echo -c 100 --inflight 1 --size 1024 --json --duration "$DUR" --warmup "$WARM") ;;
+    json1k-deflate) CONNS=100; WSPATH=/echo; DEFLATE=1
+                ARGS=(--mode echo -c 100 --inflight 1 --size 1024 --json --deflate --duration "$DUR" --warmup "$WARM") ;;
+    idle-json)  CONNS=$IDLE_N; WSPATH=/echo
+                ARGS=(--mode idle -c "$IDLE_N" --size 1024 --json --prime --hold "$HOLD") ;;
+    idle-deflate) CONNS=$IDLE_N; WSPATH=/echo; DEFLATE=1
+                ARGS=(--mode idle -c "$IDLE_N" --size 1024 --json --prime --deflate --hold "$HOLD") ;;
     *) return 1 ;;
     esac
 }
@@ -443,6 +460,9 @@ wait_quiet() {
 run_one() {   # server scenario rep
     local server=$1 scen=$2 rep=$3 rc
     scenario_args "$scen" || { say "unknown scenario $scen"; return; }
+    # The WebSocketDeflateMode variants differ from mws-async only where
+    # the client offers permessage-deflate.
+    [[ $server == mws-async-dedicated* && -z $DEFLATE ]] && return
     if (( $(elapsed) > WALL_LIMIT )); then
         json_status "$server" "$scen" "$rep" skipped "WALL_LIMIT ${WALL_LIMIT}s reached"
         say "$server/$scen: skipped (WALL_LIMIT ${WALL_LIMIT}s reached)"
@@ -581,6 +601,7 @@ done
 if (( have_perf )); then
     say "=== system calls per echoed message (perf stat, $SYSCALL_MSGS echoes, 100 connections x 64 B)"
     for server in "${server_list[@]}"; do
+        [[ $server == mws-async-dedicated* ]] && continue   # = mws-async here
         if (( $(elapsed) > WALL_LIMIT + 60 )); then
             json_status "$server" syscalls 0 skipped "WALL_LIMIT reached"
             continue
