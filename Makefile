@@ -60,6 +60,7 @@ ws_pmd_negotiate_test_OBJS := ws_pmd_negotiate ws_extension
 ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
 ws_deflate_test_OBJS   := ws_deflate
+ws_bus_test_OBJS       := ws_bus
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
@@ -73,6 +74,7 @@ fuzz_pmd_offer_OBJS := ws_pmd_negotiate ws_extension
 fuzz_utf8_OBJS      := ws_utf8
 fuzz_frame_OBJS     := ws_frame
 fuzz_inflate_OBJS   := ws_deflate
+fuzz_bus_frame_OBJS := ws_bus
 
 # Prerequisites below use $$(...) to compute per-target file lists.
 .SECONDEXPANSION:
