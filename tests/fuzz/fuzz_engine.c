@@ -2,14 +2,18 @@
  * arbitrary bytes from the client.
  *
  * The first CONFIG_BYTES choose the limits (small, so that they get hit),
- * the queue policy, the timers and a split pattern; the rest is the client's
- * byte stream. One engine is driven the way a driver would: input in chunks
- * per the pattern, with sends, partial writes, ticks on a fake clock and
- * now and then a close in between, every result checked against the
- * contract in ws_engine.h, and every byte it writes parsed back as server
- * frames. Two more engines get the same input whole and in chunks, with
- * nothing else going on, and must agree on every event and every output
- * byte. A broken invariant calls abort(). It keeps nothing between runs.
+ * the queue policy, the timers and a split pattern; one value of the policy
+ * bits turns permessage-deflate on, and then DEFLATE_BYTES more choose its
+ * parameters. The rest is the client's byte stream. One engine is driven
+ * the way a driver would: input in chunks per the pattern, with sends (some
+ * compressed, some of one shared message), partial writes, ticks on a fake
+ * clock and now and then a close in between, every result checked against
+ * the contract in ws_engine.h, and every byte it writes parsed back as
+ * server frames, compressed messages inflated by an inflater of our own
+ * and compared with what was sent. Two more engines get the same input
+ * whole and in chunks, with nothing else going on, and must agree on every
+ * event and every output byte. A broken invariant calls abort(). Only the
+ * deflater lent to engines outlives a run (see lend()).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,22 +21,36 @@
 #include <string.h>
 
 #include "ws_close.h"
+#include "ws_deflate.h"
 #include "ws_engine.h"
 #include "ws_frame.h"
 #include "ws_msg.h"
 #include "ws_utf8.h"
 
 /* Byte 0: max_frame_size (bits 0-2), max_message_size (3-5), queue policy
- *         (6-7, 3 means refuse);
+ *         (6-7; 3 turns permessage-deflate on, and the policy comes from
+ *         byte 9 instead);
  * byte 1: max_fragments (0-2), queue_cap (3-5), fragment_size (6-7);
  * byte 2: ping on (bit 0), idle timeout on (1), short close timeout (2),
  *         clock step per chunk in 100 ms (3-7);
  * bytes 3-6: the split pattern, used in turn for each chunk: bits 0-4 the
  *         chunk length less one (31: all that is left), bits 5-7 what the
- *         driver does after the chunk (see act()). */
-#define CONFIG_BYTES 7
-#define PATTERN_AT   3
-#define PATTERN_LEN  4
+ *         driver does after the chunk (see act()).
+ * With permessage-deflate on, three more bytes come before the stream:
+ * byte 7: the client's window bits (bits 0-2, 9 + n % 7), the client's
+ *         no_context_takeover (3), our window bits (4-6, the same way),
+ *         our no_context_takeover (7);
+ * byte 8: our mem_level (bits 0-3, 1 + n % 9), our level (4-7, n % 11 - 1);
+ * byte 9: min_size (bits 0-2), queue policy (3-4, 3 means refuse), what
+ *         borrow_deflater answers (5-6, see borrow()), and (7) whether to
+ *         try out-of-range parameters (bits 0-1 say which) and a second
+ *         ws_engine_set_deflate() around the real one.
+ * tests/fuzz/make_engine_seeds.py writes the seeds named pmd-* in that
+ * layout. */
+#define CONFIG_BYTES  7
+#define PATTERN_AT    3
+#define PATTERN_LEN   4
+#define DEFLATE_BYTES 3
 
 #define SEC ((int64_t)1000000)
 
@@ -43,6 +61,19 @@ static const uint32_t fragments[8] = { 0, 1, 2, 3, 5, 16, 1024, 0 };
 static const uint64_t caps[8] = { 0, 1, 5, 16, 100, 4096, 65536,
                                   WS_UNLIMITED };
 static const uint64_t frag_sizes[4] = { 0, 1, 3, 100 };
+/* do_send() sends up to 17 bytes of text and 159 of binary: these put some
+ * messages on each side of min_size, or all on one. */
+static const size_t min_sizes[8] = { 0, 1, 2, 5, 16, 125, 1000, SIZE_MAX };
+
+/* permessage-deflate as this run set it up. */
+typedef struct pmd {
+    int                 on;
+    ws_engine_deflate_t d;
+    ws_queue_policy_e   policy;
+    unsigned            borrow; /* 0 no callback; see borrow() for 1-3 */
+    int                 probe;  /* try bad parameters and a second call */
+    unsigned            bad;    /* which parameter to spoil */
+} pmd_t;
 
 #define CHECK(cond)                                                        \
     do {                                                                   \
@@ -85,11 +116,35 @@ typedef struct out_check {
     ws_frame_parser_t parser;
     ws_msg_t **sent;        /* messages queued, in order; references */
     size_t     nsent, capsent, next;
-    uint64_t   moff;        /* bytes of sent[next] seen so far */
+    uint64_t   moff;        /* payload bytes of sent[next] seen so far, as
+                               they went (compressed or not) */
     uint8_t    cbuf[WS_CONTROL_MAX];
     size_t     clen;
     int        closed;      /* our Close frame went out */
+    /* permessage-deflate: messages of at least min_size must come
+     * compressed (SIZE_MAX when it is off); inf follows the client's
+     * inflater, so each one inflates to exactly what was sent. */
+    size_t     min_size;
+    ws_inflater_t *inf;
+    ws_deflate_buf_t plain; /* sent[next] inflated so far */
+    int        zipped;      /* sent[next] came with RSV1 */
+    /* Data messages seen whole, their bytes as sent and as they went:
+     * what ws_engine_sent() and ws_engine_wire_bytes() must say. */
+    uint64_t   msgs, bytes, wire;
 } out_check_t;
+
+static void out_init(out_check_t *c, const pmd_t *pmd)
+{
+    memset(c, 0, sizeof(*c));
+    ws_frame_parser_init(&c->parser, 0, pmd->on ? WS_RSV1 : 0);
+    c->min_size = SIZE_MAX;
+    if (pmd->on) {
+        c->min_size = pmd->d.min_size;
+        c->inf = ws_deflate_inflater_create(pmd->d.deflate_window_bits,
+                                            pmd->d.deflate_no_context);
+        CHECK(c->inf != NULL);
+    }
+}
 
 static void out_expect(out_check_t *c, ws_msg_t *msg)
 {
@@ -117,12 +172,26 @@ static void out_bytes(out_check_t *c, const uint8_t *bytes, size_t len)
         if (r == WS_FRAME_HEADER) {
             const ws_frame_header_t *h = &c->parser.hdr;
 
-            CHECK(h->rsv == 0);
             c->clen = 0;
             if (h->opcode == WS_OP_TEXT || h->opcode == WS_OP_BINARY) {
+                const ws_msg_t *m;
+
                 CHECK(c->next < c->nsent);
-                CHECK(h->opcode == c->sent[c->next]->opcode);
+                m = c->sent[c->next];
+                CHECK(h->opcode == m->opcode);
+                /* RFC 7692 §6: RSV1 on the first frame marks exactly the
+                 * messages big enough to compress. */
+                c->zipped = m->len >= c->min_size;
+                CHECK(h->rsv == (c->zipped ? WS_RSV1 : 0));
+                if (c->zipped) {
+                    CHECK(ws_deflate_inflate_begin(c->inf) == WS_DEFLATE_OK);
+                    c->plain.len = 0;
+                    c->plain.max = m->len;
+                }
                 c->moff = 0;
+            }
+            else {
+                CHECK(h->rsv == 0);
             }
         }
         else if (r == WS_FRAME_PAYLOAD) {
@@ -131,8 +200,16 @@ static void out_bytes(out_check_t *c, const uint8_t *bytes, size_t len)
                 c->clen += n;
                 continue;
             }
-            CHECK(c->moff + n <= c->sent[c->next]->len);
-            CHECK(memcmp(c->sent[c->next]->data + c->moff, data, n) == 0);
+            if (c->zipped) {
+                /* More than was sent is WS_DEFLATE_TOO_BIG. */
+                CHECK(ws_deflate_inflate(c->inf, data, n, &c->plain)
+                      == WS_DEFLATE_OK);
+            }
+            else {
+                CHECK(c->moff + n <= c->sent[c->next]->len);
+                CHECK(memcmp(c->sent[c->next]->data + c->moff, data, n)
+                      == 0);
+            }
             c->moff += n;
         }
         else if (c->parser.hdr.opcode == WS_OP_CLOSE) {
@@ -151,7 +228,21 @@ static void out_bytes(out_check_t *c, const uint8_t *bytes, size_t len)
         }
         else if (!WS_OP_IS_CONTROL(c->parser.hdr.opcode)
                  && c->parser.hdr.fin) {
-            CHECK(c->moff == c->sent[c->next]->len);
+            const ws_msg_t *m = c->sent[c->next];
+
+            if (c->zipped) {
+                CHECK(ws_deflate_inflate_finish(c->inf, &c->plain)
+                      == WS_DEFLATE_OK);
+                CHECK(c->plain.len == m->len);
+                CHECK(m->len == 0
+                      || memcmp(c->plain.data, m->data, m->len) == 0);
+            }
+            else {
+                CHECK(c->moff == m->len);
+            }
+            c->msgs++;
+            c->bytes += m->len;
+            c->wire += c->moff;
             c->next++;
         }
     }
@@ -164,6 +255,8 @@ static void out_free(out_check_t *c)
     for (i = 0; i < c->nsent; i++)
         ws_msg_unref(c->sent[i]);
     free(c->sent);
+    free(c->plain.data);
+    ws_deflate_inflater_destroy(c->inf);
 }
 
 /* ---- one engine and what it reported ------------------------------------ */
@@ -178,8 +271,13 @@ typedef struct run {
     int                 close_sent;/* ws_engine_close() succeeded */
     buf_t               events;    /* for the differential check */
     buf_t               out;       /* every byte written, in order */
+    buf_t               offered;   /* bytes offered and not yet written */
     out_check_t        *check;     /* NULL for the differential engines */
     unsigned            counter;   /* varies iovec counts */
+    const pmd_t        *pmd;
+    unsigned            borrows;   /* calls of borrow() */
+    ws_msg_t           *shared;    /* sent again and again, or NULL */
+    uint64_t            delivered; /* bytes of the messages received */
 } run_t;
 
 static void check_buffered(const run_t *r)
@@ -204,8 +302,10 @@ static void check_event(run_t *r, ws_event_type_e t, const ws_event_t *ev)
     case WS_EVENT_MESSAGE:
         CHECK(ev->opcode == WS_OP_TEXT || ev->opcode == WS_OP_BINARY);
         CHECK(ev->len <= r->cfg.max_message_size);
-        /* §8.1: a text message is delivered only as valid UTF-8. */
+        /* §8.1: a text message is delivered only as valid UTF-8, also
+         * once inflated (RFC 7692 §6.1). */
         CHECK(ev->opcode != WS_OP_TEXT || ws_utf8_valid(ev->data, ev->len));
+        r->delivered += ev->len;
         break;
     case WS_EVENT_PING:
     case WS_EVENT_PONG:
@@ -279,7 +379,8 @@ static size_t write_some(run_t *r, int how)
 {
     ws_iovec_t iov[8], again[8];
     int n = 1 + (int)(r->counter++ % 8), k, k2, i;
-    size_t total = 0, w, left;
+    size_t total = 0, w, left, at;
+    buf_t now = { 0 };
 
     k = ws_engine_output(r->e, iov, n);
     CHECK(k >= 0 && k <= n);
@@ -291,7 +392,20 @@ static size_t write_some(run_t *r, int how)
     for (i = 0; i < k; i++) {
         CHECK(iov[i].base != NULL && iov[i].len > 0);
         total += iov[i].len;
+        buf_put(&now, iov[i].base, iov[i].len);
     }
+    /* Bytes offered before are still the next ones, unchanged, whatever
+     * was fed, sent, ticked or closed since: new frames go after them. An
+     * engine that expired offers nothing more. */
+    if (k == 0)
+        r->offered.len = 0;
+    at = now.len < r->offered.len ? now.len : r->offered.len;
+    CHECK(at == 0 || memcmp(now.p, r->offered.p, at) == 0);
+    if (now.len >= r->offered.len) {
+        r->offered.len = 0;
+        buf_put(&r->offered, now.p, now.len);
+    }
+    free(now.p);
     w = how == 0 ? total : how == 1 ? (total + 1) / 2 : total ? 1 : 0;
     for (i = 0, left = w; i < k && left; i++) {
         size_t piece = iov[i].len < left ? iov[i].len : left;
@@ -302,6 +416,21 @@ static size_t write_some(run_t *r, int how)
         left -= piece;
     }
     ws_engine_written(r->e, w);
+    if (w) {
+        memmove(r->offered.p, r->offered.p + w, r->offered.len - w);
+        r->offered.len -= w;
+    }
+    if (r->check) {
+        uint64_t msgs, bytes, in, out;
+
+        /* Counted when their last byte is written, before compression
+         * and as they went. */
+        ws_engine_sent(r->e, &msgs, &bytes);
+        ws_engine_wire_bytes(r->e, &in, &out);
+        CHECK(msgs == r->check->msgs);
+        CHECK(bytes == r->check->bytes);
+        CHECK(out == r->check->wire);
+    }
     /* A partly written first piece continues where the write stopped. */
     if (k && w < iov[0].len) {
         k2 = ws_engine_output(r->e, again, n);
@@ -325,17 +454,24 @@ static void drain(run_t *r)
         CHECK(write_some(r, rounds++ % 3 == 2 ? 1 : 0) > 0);
 }
 
+/* With (sel & 10) == 10 the run's shared message is sent, made the first
+ * time from what sel chose then: without context takeover the engine
+ * compresses it once and keeps that with the message. */
 static void do_send(run_t *r, const uint8_t *in, size_t len, unsigned sel)
 {
     static const char text[] = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9d\x84\x9e!";
     ws_engine_state_e was = ws_engine_state(r->e);
-    uint64_t before = ws_engine_buffered(r->e);
+    uint64_t before = ws_engine_buffered(r->e), grown;
+    int shared = (sel & 10) == 10, zip;
     ws_send_result_e res;
     ws_msg_t *msg;
     size_t n;
 
+    if (shared && r->shared) {
+        msg = ws_msg_ref(r->shared);
+    }
     /* Text from a fixed valid string, binary from the input itself. */
-    if (sel & 1) {
+    else if (sel & 1) {
         n = sel % (sizeof(text) - 1);
         while (n > 0 && ((uint8_t)text[n] & 0xC0) == 0x80)
             n--;
@@ -347,19 +483,28 @@ static void do_send(run_t *r, const uint8_t *in, size_t len, unsigned sel)
         msg = ws_msg_create(WS_OP_BINARY, in, n);
     }
     CHECK(msg != NULL);
+    if (shared && !r->shared)
+        r->shared = ws_msg_ref(msg);
+    n = msg->len;
+    zip = r->pmd->on && n >= r->pmd->d.min_size;
     res = (sel & 2) ? ws_engine_send_msg(r->e, msg, r->now)
                     : ws_engine_send(r->e, msg->opcode, msg->data, msg->len,
                                      r->now);
     switch (res) {
     case WS_SEND_QUEUED:
         CHECK(was == WS_STATE_OPEN);
-        CHECK(ws_engine_buffered(r->e) == before + n);
+        CHECK(n <= r->cfg.queue_cap - before);
+        grown = ws_engine_buffered(r->e) - before;
+        /* Compressed, it counts as it will go: at least one byte (an
+         * empty message is 0x00, RFC 7692 §7.2.3.6). */
+        CHECK(zip ? grown >= 1 : grown == n);
         if (r->check)
             out_expect(r->check, msg);
         break;
     case WS_SEND_REFUSED:
         CHECK(r->cfg.queue_policy == WS_QUEUE_REFUSE);
-        CHECK(n > r->cfg.queue_cap - before);
+        /* Compressed, it may have grown past what fits. */
+        CHECK(zip || n > r->cfg.queue_cap - before);
         break;
     case WS_SEND_FAILED:
         CHECK(r->cfg.queue_policy != WS_QUEUE_REFUSE);
@@ -438,12 +583,108 @@ static void act(run_t *r, unsigned what, const uint8_t *in, size_t len,
     }
 }
 
-static void config(ws_engine_config_t *cfg, const uint8_t *c)
+/* The borrow_deflater callback, answering per pmd->borrow: 1 lends the
+ * static deflater, 2 answers NULL, 3 does each in turn. */
+static struct ws_deflater *lent;
+static int lent_params[3];
+
+static struct ws_deflater *borrow(void *ctx)
+{
+    run_t *r = ctx;
+    unsigned call = r->borrows++;
+
+    /* Only a compressor without context may be lent (ws_engine.h). */
+    CHECK(r->pmd->d.deflate_no_context);
+    CHECK(r->pmd->borrow != 0);
+    if (r->pmd->borrow == 1 || (r->pmd->borrow == 3 && call % 2))
+        return lent;
+    return NULL;
+}
+
+/* Make the static deflater match d, as a driver lends one per thread to
+ * every connection with the same parameters. It is kept from run to run as
+ * the driver keeps it from connection to connection, so it must hold
+ * nothing from one message to the next; a new one is made only when the
+ * parameters change. */
+static void lend(const ws_engine_deflate_t *d)
+{
+    if (lent && lent_params[0] == d->deflate_window_bits
+        && lent_params[1] == d->deflate_mem_level
+        && lent_params[2] == d->deflate_level)
+        return;
+    ws_deflate_deflater_destroy(lent);
+    lent = ws_deflate_deflater_create(d->deflate_window_bits,
+                                      d->deflate_mem_level, d->deflate_level,
+                                      1);
+    CHECK(lent != NULL);
+    lent_params[0] = d->deflate_window_bits;
+    lent_params[1] = d->deflate_mem_level;
+    lent_params[2] = d->deflate_level;
+}
+
+static void pmd_config(pmd_t *pmd, const uint8_t *c)
+{
+    ws_engine_deflate_t *d = &pmd->d;
+
+    memset(pmd, 0, sizeof(*pmd));
+    pmd->on = 1;
+    d->inflate_window_bits = 9 + (c[0] & 7) % 7;
+    d->inflate_no_context = (c[0] >> 3) & 1;
+    d->deflate_window_bits = 9 + ((c[0] >> 4) & 7) % 7;
+    d->deflate_no_context = c[0] >> 7;
+    d->deflate_mem_level = 1 + (c[1] & 15) % 9;
+    d->deflate_level = (c[1] >> 4) % 11 - 1;
+    d->min_size = min_sizes[c[2] & 7];
+    pmd->policy = (ws_queue_policy_e)(((c[2] >> 3) & 3) % 3);
+    pmd->borrow = (c[2] >> 5) & 3;
+    pmd->probe = c[2] >> 7;
+    pmd->bad = c[2] & 3;
+    if (pmd->borrow)
+        d->borrow_deflater = borrow;
+}
+
+/* Turn deflate on for r, per pmd. */
+static void pmd_apply(run_t *r, const pmd_t *pmd)
+{
+    ws_engine_deflate_t d = pmd->d;
+
+    r->pmd = pmd;
+    if (!pmd->on)
+        return;
+    d.borrow_ctx = r;
+    if (pmd->probe) {
+        ws_engine_deflate_t bad = d;
+
+        switch (pmd->bad) {
+        case 0:
+            bad.inflate_window_bits = 16;
+            break;
+        case 1:
+            bad.deflate_window_bits = 8;    /* zlib's raw deflate refuses */
+            break;
+        case 2:
+            bad.deflate_mem_level = 10;
+            break;
+        default:
+            bad.deflate_level = 10;
+            break;
+        }
+        CHECK(ws_engine_set_deflate(r->e, &bad) == -1);
+    }
+    CHECK(ws_engine_set_deflate(r->e, &d) == 0);
+    if (pmd->probe)
+        CHECK(ws_engine_set_deflate(r->e, &d) == -1);
+}
+
+static void config(ws_engine_config_t *cfg, const uint8_t *c,
+                   const pmd_t *pmd)
 {
     ws_engine_config_default(cfg);
     cfg->max_frame_size = sizes[c[0] & 7];
     cfg->max_message_size = sizes[(c[0] >> 3) & 7];
     cfg->queue_policy = (ws_queue_policy_e)((c[0] >> 6) % 3);
+    if (pmd->on)
+        cfg->queue_policy = pmd->policy;
     cfg->max_fragments = fragments[c[1] & 7];
     cfg->queue_cap = caps[(c[1] >> 3) & 7];
     cfg->fragment_size = frag_sizes[c[1] >> 6];
@@ -452,8 +693,8 @@ static void config(ws_engine_config_t *cfg, const uint8_t *c)
     cfg->close_timeout = (c[2] & 4) ? 2 * SEC : 0;
 }
 
-static void run_init(run_t *r, const ws_engine_config_t *cfg, int64_t now,
-                     out_check_t *check)
+static void run_init(run_t *r, const ws_engine_config_t *cfg,
+                     const pmd_t *pmd, int64_t now, out_check_t *check)
 {
     memset(r, 0, sizeof(*r));
     r->cfg = *cfg;
@@ -461,13 +702,21 @@ static void run_init(run_t *r, const ws_engine_config_t *cfg, int64_t now,
     r->check = check;
     r->e = ws_engine_create(cfg, now);
     CHECK(r->e != NULL);
+    pmd_apply(r, pmd);
 }
 
 /* The end of a connection: the peer's EOF, then what close info says. */
 static void run_finish(run_t *r)
 {
     ws_close_info_t info;
+    uint64_t in, out;
 
+    /* Without compression, messages count as they came. */
+    ws_engine_wire_bytes(r->e, &in, &out);
+    CHECK(r->pmd->on || in == r->delivered);
+    /* What it counts is the engine's business, but a driver may ask in any
+     * state, with or without zlib's state allocated. */
+    CHECK(ws_engine_memory(r->e) > 0);
     ws_engine_eof(r->e, r->now);
     CHECK(ws_engine_state(r->e) == WS_STATE_CLOSED);
     CHECK(strcmp(ws_engine_state_name(ws_engine_state(r->e)), "closed") == 0);
@@ -477,8 +726,10 @@ static void run_finish(run_t *r)
           || info.code == WS_CLOSE_ABNORMAL);
     CHECK(info.clean == r->saw_close);
     ws_engine_destroy(r->e);
+    ws_msg_unref(r->shared);
     free(r->events.p);
     free(r->out.p);
+    free(r->offered.p);
 }
 
 /* The next chunk's length from a pattern byte, at most left. */
@@ -493,6 +744,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *in = data + CONFIG_BYTES, *pattern = data + PATTERN_AT;
     ws_engine_config_t cfg;
+    pmd_t pmd, wide;
     int64_t step, now = 1000 * SEC;
     out_check_t check;
     run_t a, whole, split;
@@ -502,14 +754,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < CONFIG_BYTES)
         return 0;
-    len = size - CONFIG_BYTES;
-    config(&cfg, data);
+    memset(&pmd, 0, sizeof(pmd));
+    if (data[0] >> 6 == 3) {
+        if (size < CONFIG_BYTES + DEFLATE_BYTES)
+            return 0;
+        pmd_config(&pmd, data + CONFIG_BYTES);
+        in += DEFLATE_BYTES;
+        if (pmd.borrow && pmd.d.deflate_no_context)
+            lend(&pmd.d);
+    }
+    len = size - (size_t)(in - data);
+    config(&cfg, data, &pmd);
     step = (int64_t)(data[2] >> 3) * SEC / 10;
 
     /* The driven engine. */
-    memset(&check, 0, sizeof(check));
-    ws_frame_parser_init(&check.parser, 0, 0);
-    run_init(&a, &cfg, now, &check);
+    out_init(&check, &pmd);
+    run_init(&a, &cfg, &pmd, now, &check);
     for (pos = 0, k = 0; pos < len; k++) {
         uint8_t p = pattern[k % PATTERN_LEN];
 
@@ -531,9 +791,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run_finish(&a);
     out_free(&check);
 
-    /* The differential pair: whole and split must be indistinguishable. */
-    run_init(&whole, &cfg, now, NULL);
-    run_init(&split, &cfg, now, NULL);
+    /* The differential pair: whole and split must be indistinguishable.
+     * They inflate with a 15-bit window: zlib enforces a smaller one only
+     * when a distance reaches past the output of the same inflate() call,
+     * so whether a client that breaks its window is caught depends on how
+     * its bytes were split. */
+    wide = pmd;
+    wide.d.inflate_window_bits = 15;
+    run_init(&whole, &cfg, &wide, now, NULL);
+    run_init(&split, &cfg, &wide, now, NULL);
     feed(&whole, in, len);
     for (pos = 0, k = 0; pos < len; k++) {
         n = chunk_len(pattern[k % PATTERN_LEN], len - pos);
@@ -556,5 +822,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
           && wi.by_server == si.by_server);
     run_finish(&whole);
     run_finish(&split);
+    /* A driver may let what it lends go when its thread is idle; the next
+     * borrower's message allocates again. */
+    if (lent && pmd.borrow == 3)
+        ws_deflate_deflater_trim(lent);
     return 0;
 }
