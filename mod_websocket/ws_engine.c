@@ -412,17 +412,23 @@ static uint64_t frame_payload_start(const ws_engine_t *e)
 }
 
 /* After inflating into the message buffer from byte 'before' on: the
- * codec's verdict, then the UTF-8 check of what came out (§8.1 once
- * inflated, RFC 7692 §6.1). */
+ * UTF-8 check of what came out (§8.1 once inflated, RFC 7692 §6.1), then
+ * the codec's verdict. Text is checked first because what came out before
+ * an error is the same however the input was split, while the point where
+ * zlib notices the error is not. */
 static ws_event_type_e inflated(ws_engine_t *e, ws_deflate_result_e r,
                                 size_t before, uint64_t at, int64_t now,
                                 ws_event_t *ev)
 {
     size_t bad;
 
+    if (e->msg_opcode == WS_OP_TEXT && e->rlen > before
+        && !ws_utf8_feed(&e->utf8, e->rbuf + before, e->rlen - before, &bad))
+        return protocol_error(e, WS_CLOSE_INVALID_DATA, "invalid UTF-8 text",
+                              at, now, ev);
     switch (r) {
     case WS_DEFLATE_OK:
-        break;
+        return WS_EVENT_NONE;
     case WS_DEFLATE_TOO_BIG:
         return protocol_error(e, WS_CLOSE_TOO_BIG, "message too big", at,
                               now, ev);
@@ -433,11 +439,6 @@ static ws_event_type_e inflated(ws_engine_t *e, ws_deflate_result_e r,
         return protocol_error(e, WS_CLOSE_INTERNAL_ERROR,
                               "cannot inflate", at, now, ev);
     }
-    if (e->msg_opcode == WS_OP_TEXT
-        && !ws_utf8_feed(&e->utf8, e->rbuf + before, e->rlen - before, &bad))
-        return protocol_error(e, WS_CLOSE_INVALID_DATA, "invalid UTF-8 text",
-                              at, now, ev);
-    return WS_EVENT_NONE;
 }
 
 /* Inflate into the message buffer: in n bytes, or the end of the message
@@ -641,6 +642,14 @@ void ws_engine_eof(ws_engine_t *e, int64_t now)
     e->expired = 1;
 }
 
+/* Whether n more payload bytes fit the outgoing queue. A compressed
+ * message may have taken the queue past its cap (see send_compressed). */
+static int queue_fits(const ws_engine_t *e, uint64_t n)
+{
+    return e->buffered <= e->cfg.queue_cap
+           && n <= e->cfg.queue_cap - e->buffered;
+}
+
 /* A message of len bytes does not fit the queue: what the policy says. */
 static ws_send_result_e queue_full(ws_engine_t *e, int64_t now)
 {
@@ -653,6 +662,7 @@ static ws_send_result_e queue_full(ws_engine_t *e, int64_t now)
     return WS_SEND_FAILED;
 }
 
+static ws_send_result_e enqueue(ws_engine_t *e, ws_msg_t *msg);
 static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
                                   int64_t now);
 
@@ -684,11 +694,13 @@ static ws_msg_t *compress_msg(ws_engine_t *e, ws_deflater_t *def,
     return z;
 }
 
-/* Queue a message compressed. The queue is checked first, against the
- * uncompressed size: with context takeover a compressed message that is
- * then not sent would leave the client's window out of step with ours.
- * Without context takeover a shared message is compressed once for all
- * the connections that use the same parameters. */
+/* Queue a message compressed. The queue admits it on its uncompressed
+ * size, checked before compressing, and then takes the compressed form
+ * whatever its size (zlib may add up to len/7 + 16 bytes to data that
+ * does not compress): with context takeover a message compressed and then
+ * not sent would leave the client's window out of step with ours. Without
+ * context takeover a shared message is compressed once for all the
+ * connections that use the same parameters. */
 static ws_send_result_e send_compressed(ws_engine_t *e, ws_msg_t *shared,
                                         uint8_t opcode, const void *data,
                                         size_t len, int64_t now)
@@ -697,7 +709,7 @@ static ws_send_result_e send_compressed(ws_engine_t *e, ws_msg_t *shared,
     ws_send_result_e r;
     ws_msg_t *z = NULL;
 
-    if (len > e->cfg.queue_cap - e->buffered)
+    if (!queue_fits(e, len))
         return queue_full(e, now);
     if (shared && e->deflate_key)
         z = ws_msg_deflated(shared, e->deflate_key);
@@ -721,8 +733,10 @@ static ws_send_result_e send_compressed(ws_engine_t *e, ws_msg_t *shared,
         if (shared && e->deflate_key)
             ws_msg_offer_deflated(shared, z);
     }
-    r = queue_msg(e, z, now);
+    r = enqueue(e, z);
     ws_msg_unref(z);
+    if (r == WS_SEND_NOMEM && !e->deflate.deflate_no_context)
+        fail(e, WS_CLOSE_INTERNAL_ERROR, "out of memory", now);
     return r;
 }
 
@@ -737,13 +751,10 @@ ws_send_result_e ws_engine_send_msg(ws_engine_t *e, ws_msg_t *msg,
     return queue_msg(e, msg, now);
 }
 
-static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
-                                  int64_t now)
+static ws_send_result_e enqueue(ws_engine_t *e, ws_msg_t *msg)
 {
     data_out_t *d;
 
-    if (msg->len > e->cfg.queue_cap - e->buffered)
-        return queue_full(e, now);
     if (!(d = malloc(sizeof(*d))))
         return WS_SEND_NOMEM;
     d->next = NULL;
@@ -756,6 +767,14 @@ static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
     e->data_tail = d;
     e->buffered += msg->len;
     return WS_SEND_QUEUED;
+}
+
+static ws_send_result_e queue_msg(ws_engine_t *e, ws_msg_t *msg,
+                                  int64_t now)
+{
+    if (!queue_fits(e, msg->len))
+        return queue_full(e, now);
+    return enqueue(e, msg);
 }
 
 ws_send_result_e ws_engine_send(ws_engine_t *e, uint8_t opcode,

@@ -191,6 +191,24 @@ START_TEST(rfc7692_utf8_after_inflating)
 }
 END_TEST
 
+/* Text that is bad UTF-8 before the message grows past the limit is 1007
+ * at every split: what came out is checked before the codec's verdict, as
+ * where zlib stops depends on how the input was cut (found by fuzz_engine). */
+START_TEST(rfc7692_utf8_checked_before_limit)
+{
+    static const uint8_t text[] = { 0xff, 'a', 'b', 'c', 'd', 'e' };
+    uint8_t z[64];
+    size_t n = compress(text, sizeof(text), z, sizeof(z));
+    log_t log;
+
+    cfg.max_message_size = 3;
+    put_frame(&in, 1, WS_RSV1, WS_OP_TEXT, z, n);
+    feed_modes(&cfg, &in, &log, NULL);
+    ck_assert_int_eq(log.n, 1);
+    assert_error(&log.ev[0], WS_CLOSE_INVALID_DATA);
+}
+END_TEST
+
 /* The message limit counts inflated bytes: exactly the limit passes, one
  * more is 1009. */
 START_TEST(rfc7692_limit_counts_inflated_bytes)
@@ -455,6 +473,31 @@ static void assert_sent_compressed(const char *text, size_t len)
     ws_deflate_inflater_destroy(inf);
 }
 
+/* A message is admitted on its uncompressed size: data that does not
+ * compress is queued even when zlib makes it larger than what was left,
+ * since with context takeover the compressor has already moved on; the
+ * queue then takes nothing more until it drains, and what went out
+ * inflates to what was sent. */
+START_TEST(rfc7692_send_admitted_on_uncompressed_size)
+{
+    static const char noise[] = "q7#Zx!2mP@9w";
+    ws_engine_t *e;
+
+    cfg.queue_cap = sizeof(noise) - 1;
+    e = ws_engine_create(&cfg, 0);
+    ck_assert_int_eq(ws_engine_set_deflate(e, &pmd), 0);
+    ck_assert_int_eq(ws_engine_send(e, WS_OP_TEXT, noise, sizeof(noise) - 1,
+                                    0), WS_SEND_QUEUED);
+    ck_assert_uint_gt(ws_engine_buffered(e), cfg.queue_cap);
+    ck_assert_int_eq(ws_engine_send(e, WS_OP_TEXT, "", 0, 0),
+                     WS_SEND_REFUSED);
+    drain(e, 5);
+    ck_assert_uint_eq(ws_engine_buffered(e), 0);
+    assert_sent_compressed(noise, sizeof(noise) - 1);
+    ws_engine_destroy(e);
+}
+END_TEST
+
 /* One shared message sent to several connections without context
  * takeover is compressed once per set of parameters: the first engine
  * compresses and keeps the result on the message, the next with the same
@@ -544,6 +587,7 @@ static Suite *engine_deflate_suite(void)
     tcase_add_test(tc, rfc7692_rsv1_rules);
     tcase_add_test(tc, rfc7692_corrupt_is_1007);
     tcase_add_test(tc, rfc7692_utf8_after_inflating);
+    tcase_add_test(tc, rfc7692_utf8_checked_before_limit);
     tcase_add_test(tc, rfc7692_limit_counts_inflated_bytes);
     tcase_add_test(tc, rfc7692_bomb);
     tcase_add_test(tc, rfc7692_frame_limit_counts_wire_bytes);
@@ -551,6 +595,7 @@ static Suite *engine_deflate_suite(void)
     tcase_add_test(tc, rfc7692_send_compressed);
     tcase_add_test(tc, rfc7692_send_with_lent_compressor);
     tcase_add_test(tc, rfc7692_send_refused_before_compressing);
+    tcase_add_test(tc, rfc7692_send_admitted_on_uncompressed_size);
     tcase_add_test(tc, rfc7692_shared_message_compressed_once);
     suite_add_tcase(s, tc);
     return s;
