@@ -61,6 +61,7 @@ ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
 ws_deflate_test_OBJS   := ws_deflate
 ws_bus_test_OBJS       := ws_bus
+ws_topic_test_OBJS     := ws_topic
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
