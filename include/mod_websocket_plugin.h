@@ -13,13 +13,15 @@
  *
  * Threads: every callback of one connection runs on the thread that owns
  * that connection, one at a time. mws_send(), mws_send_text(),
- * mws_send_binary(), mws_send_many(), mws_close(), mws_buffered(),
- * mws_hold() and mws_release() may be called from any thread and never block on the
- * network. The request accessors (mws_header() and friends, mws_location(),
- * mws_subprotocol()), mws_setting(), mws_set_subprotocol() and the user
- * pointer are for the owning thread, inside callbacks; the strings they
- * return stay valid until on_close returns. No lock of the module is held
- * while a callback runs, so a callback may send to other connections.
+ * mws_send_binary(), mws_send_many(), mws_publish(), mws_subscribers(),
+ * mws_close(), mws_buffered(), mws_hold() and mws_release() may be called
+ * from any thread and never block on the network. The request accessors
+ * (mws_header() and friends, mws_location(), mws_subprotocol()),
+ * mws_setting(), mws_set_subprotocol(), mws_subscribe(), mws_unsubscribe()
+ * and the user pointer are for the owning thread, inside callbacks; the
+ * strings they return stay valid until on_close returns. No lock of the
+ * module is held while a callback runs, so a callback may send to other
+ * connections.
  * Threads a plugin starts should block signals (pthread_sigmask): httpd
  * delivers its stop and restart signals to any thread of a child.
  *
@@ -37,7 +39,21 @@
  *
  * Version log:
  *  - 1: the first API.
- *  - 2: mws_send_many(), one message for many connections.
+ *  - 2: mws_send_many(), one message for many connections; topics:
+ *       mws_subscribe(), mws_unsubscribe(), mws_publish(),
+ *       mws_subscribers() and the on_topic_message callback.
+ *
+ * Topics: a connection subscribes to topics by name; a message published
+ * to a topic reaches every connection subscribed to it, once, in publish
+ * order per publishing thread, wherever it is: this process, the other
+ * children of this httpd (of this generation and the next, across a
+ * graceful restart), and other hosts when WebSocketRedis joins them. A
+ * name is 1 to 200 printable ASCII characters without space, and starts
+ * with one of the prefixes its <Location> allows (WebSocketTopicPrefix;
+ * the <Location>'s own path by default). Delivery goes through each
+ * connection's outgoing queue as mws_send() would, with its limit and
+ * policy: a slow subscriber misses or closes, it never holds up the
+ * others. A connection's subscriptions end with it.
  */
 #ifndef MOD_WEBSOCKET_PLUGIN_H
 #define MOD_WEBSOCKET_PLUGIN_H
@@ -97,6 +113,11 @@ typedef struct mws_server_api {
     size_t (*send_many)(mws_conn_t *const *conns, size_t n, mws_type_e type,
                         const void *data, size_t len,
                         mws_send_result_e *results);
+    int (*subscribe)(mws_conn_t *conn, const char *topic);
+    int (*unsubscribe)(mws_conn_t *conn, const char *topic);
+    int (*publish)(mws_conn_t *conn, const char *topic, mws_type_e type,
+                   const void *data, size_t len);
+    size_t (*subscribers)(mws_conn_t *conn, const char *topic);
 } mws_server_api_t;
 
 struct mws_conn {
@@ -150,6 +171,20 @@ typedef struct mws_plugin {
     /** Everything queued has been written (called only while the
      *  connection is open, after something was written). */
     void (*on_drain)(mws_conn_t *conn);
+
+    /**
+     * A message published to a topic reached this process: published
+     * here, by another child or on another host; once each, before the
+     * subscribed connections get it, whether or not any are here. For
+     * what a plugin keeps per topic, such as a room's recent messages.
+     * Called for every topic of every plugin: ignore the ones you do not
+     * know. Runs on the publishing thread or on the module's bus thread,
+     * with no lock of the module held: be quick, never block, and do not
+     * publish from it. topic is valid until it returns. Since API
+     * version 2.
+     */
+    void (*on_topic_message)(const char *topic, mws_type_e type,
+                             const void *data, size_t len);
 } mws_plugin_t;
 
 /** Fills a plugin's api_version and struct_size. */
@@ -206,6 +241,53 @@ static inline size_t mws_send_many(mws_conn_t *const *conns, size_t n,
 {
     return n ? conns[0]->api->send_many(conns, n, type, data, len, results)
              : 0;
+}
+
+/**
+ * Subscribe the connection to a topic. Owner thread, inside callbacks
+ * (on_open included). Since API version 2.
+ * @return 0 (also when it already was subscribed), or -1 when the name is
+ *         not valid, its prefix is not allowed here, the connection has
+ *         256 subscriptions already, or it is closing
+ */
+static inline int mws_subscribe(mws_conn_t *conn, const char *topic)
+{
+    return conn->api->subscribe(conn, topic);
+}
+
+/**
+ * Unsubscribe the connection from a topic. Owner thread, inside
+ * callbacks. Since API version 2.
+ * @return 0, or -1 if it was not subscribed
+ */
+static inline int mws_unsubscribe(mws_conn_t *conn, const char *topic)
+{
+    return conn->api->unsubscribe(conn, topic);
+}
+
+/**
+ * Publish a message to every connection subscribed to a topic, here and
+ * in the other processes and hosts (see Topics above); the publisher's
+ * own connection gets it too when it is subscribed. conn says which
+ * <Location>'s prefixes apply: any handle, held ones included, also
+ * after its connection has ended. Any thread; never blocks. Outgoing
+ * text is not checked: it must be UTF-8. Since API version 2.
+ * @return 0 when it was accepted (whether or not anyone is subscribed),
+ *         or -1 when the type or the name is not valid, the prefix is not
+ *         allowed, data is over WebSocketTopicMessageLimit, or memory or
+ *         the bus's queue ran out
+ */
+static inline int mws_publish(mws_conn_t *conn, const char *topic,
+                              mws_type_e type, const void *data, size_t len)
+{
+    return conn->api->publish(conn, topic, type, data, len);
+}
+
+/** Connections of this process subscribed to a topic now. Any thread.
+ *  Since API version 2. */
+static inline size_t mws_subscribers(mws_conn_t *conn, const char *topic)
+{
+    return conn->api->subscribers(conn, topic);
 }
 
 /** Payload bytes queued and not yet written. Any thread. */

@@ -1,6 +1,7 @@
 /* mod_websocket.c: the module record and the wiring of hooks; the work is
- * in ws_upgrade.c (the handshake), ws_driver_blocking.c (running a
- * connection), ws_config.c (directives) and ws_plugin_host.c (plugins). */
+ * in ws_upgrade.c (the handshake), ws_driver_*.c (running a connection),
+ * ws_config.c (directives), ws_plugin_host.c (plugins) and ws_pubsub.c
+ * (topics). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,6 +13,7 @@
 #include "ws_conn.h"
 #include "ws_driver.h"
 #include "ws_plugin_host.h"
+#include "ws_pubsub.h"
 #include "ws_upgrade.h"
 
 /* A plugin whose process_init fails cannot serve its locations, and a
@@ -23,6 +25,8 @@ static void ws_child_init(apr_pool_t *pchild, server_rec *s)
      * plugin's diagnostics reach it as they happen. */
     setvbuf(stderr, NULL, _IONBF, 0);
     ws_driver_async_child_init(pchild, s);
+    /* Before the plugins, so that the bus closes after their exit. */
+    ws_pubsub_child_init(pchild, s);
     if (ws_plugin_host_child_init(pchild, s) != 0)
         exit(APEXIT_CHILDFATAL);
 }
@@ -43,6 +47,7 @@ static void ws_register_hooks(apr_pool_t *p)
     /* First, so that a WebSocket location's upgrade is not served as a
      * file or a directory listing by the handlers that take anything. */
     ap_hook_handler(ws_upgrade_handler, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_post_config(ws_pubsub_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ws_driver_async_register_hooks();

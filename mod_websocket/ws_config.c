@@ -19,9 +19,11 @@
 #include "http_config.h"
 #include "http_log.h"
 
+#include "ws_bus.h"
 #include "ws_config.h"
 #include "ws_origin.h"
 #include "ws_pmd_negotiate.h"
+#include "ws_topic.h"
 
 /* Which fields a section's own directives set (ws_dir_conf_t.set). */
 #define WS_SET_HANDLER       (1u << 0)
@@ -44,6 +46,8 @@
 #define WS_SET_DEFLATE_MODE  (1u << 17)   /* mode, window bits, mem level */
 #define WS_SET_DEFLATE_LEVEL (1u << 18)
 #define WS_SET_DEFLATE_MIN   (1u << 19)
+#define WS_SET_TOPIC_PREFIX  (1u << 20)
+#define WS_SET_TOPIC_LIMIT   (1u << 21)
 
 /* The driver a location gets without WebSocketDriver. */
 #define WS_DRIVER_DEFAULT    WS_DRIVER_AUTO
@@ -540,6 +544,117 @@ static const char *ws_cmd_log_level(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/* "none" and "*" stand alone; prefixes add to the section's list. */
+static const char *ws_cmd_topic_prefix(cmd_parms *cmd, void *dconf, int argc,
+                                       char *const argv[])
+{
+    ws_dir_conf_t *conf = dconf;
+    int i;
+
+    if (argc == 0)
+        return apr_psprintf(cmd->pool, "%s needs topic prefixes, * or none",
+                            cmd->cmd->name);
+    if (!conf->topic_prefixes || !(conf->set & WS_SET_TOPIC_PREFIX))
+        conf->topic_prefixes = apr_array_make(cmd->pool, 2,
+                                              sizeof(const char *));
+    conf->set |= WS_SET_TOPIC_PREFIX;
+    if (argc == 1 && !strcasecmp(argv[0], "none")) {
+        apr_array_clear(conf->topic_prefixes);
+        return NULL;
+    }
+    if (argc == 1 && !strcmp(argv[0], "*")) {
+        apr_array_clear(conf->topic_prefixes);
+        APR_ARRAY_PUSH(conf->topic_prefixes, const char *) = "";
+        return NULL;
+    }
+    for (i = 0; i < argc; i++) {
+        size_t len = strlen(argv[i]);
+
+        if (!strcasecmp(argv[i], "none") || !strcmp(argv[i], "*"))
+            return apr_psprintf(cmd->pool, "%s: '%s' must stand alone",
+                                cmd->cmd->name, argv[i]);
+        if (len > WS_TOPIC_MAX_NAME || !ws_topic_name_valid(argv[i], len))
+            return apr_psprintf(cmd->pool, "%s: '%s' is not the start of a "
+                                "topic name (at most %d printable ASCII "
+                                "characters, no space)", cmd->cmd->name,
+                                argv[i], WS_TOPIC_MAX_NAME);
+        if (!array_has(conf->topic_prefixes, argv[i]))
+            APR_ARRAY_PUSH(conf->topic_prefixes, const char *) = argv[i];
+    }
+    return NULL;
+}
+
+static const char *ws_cmd_topic_limit(cmd_parms *cmd, void *dconf,
+                                      const char *arg)
+{
+    ws_dir_conf_t *conf = dconf;
+    uint64_t value;
+    const char *why = parse_size(arg, &value);
+
+    if (!why && value > WS_BUS_MAX_MESSAGE)
+        why = "is over the bus's limit";
+    if (why)
+        return apr_psprintf(cmd->pool, "%s: '%s' %s (use a byte count with "
+                            "an optional K suffix, at most %d)",
+                            cmd->cmd->name, arg, why, WS_BUS_MAX_MESSAGE);
+    conf->topic_message_limit = value;
+    conf->set |= WS_SET_TOPIC_LIMIT;
+    return NULL;
+}
+
+/* The server-wide settings of the configuration being read, in its pool;
+ * a cleanup on that pool resets them, as each reading starts afresh. */
+static ws_global_conf_t *global;
+static const ws_global_conf_t global_defaults;
+
+static apr_status_t global_cleanup(void *data)
+{
+    (void)data;
+    global = NULL;
+    return APR_SUCCESS;
+}
+
+const ws_global_conf_t *ws_config_global(void)
+{
+    return global ? global : &global_defaults;
+}
+
+/* WebSocketRedis url [ca=file] [prefix=channel-prefix]: the URL is
+ * checked when the child opens the link, which logs what is wrong with
+ * it; here only its scheme. */
+static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
+                                char *const argv[])
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int i;
+
+    (void)dconf;
+    if (err)
+        return err;
+    if (argc < 1 || (strncasecmp(argv[0], "redis://", 8)
+                     && strncasecmp(argv[0], "rediss://", 9)))
+        return apr_psprintf(cmd->pool, "%s needs a redis:// or rediss:// "
+                            "URL", cmd->cmd->name);
+    if (!global) {
+        global = apr_pcalloc(cmd->pool, sizeof(*global));
+        apr_pool_cleanup_register(cmd->pool, NULL, global_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    global->redis_url = argv[0];
+    for (i = 1; i < argc; i++) {
+        if (!strncasecmp(argv[i], "ca=", 3) && argv[i][3])
+            global->redis_ca_file = ap_server_root_relative(cmd->pool,
+                                                            argv[i] + 3);
+        else if (!strncasecmp(argv[i], "prefix=", 7) && argv[i][7])
+            global->redis_prefix = argv[i] + 7;
+        else
+            return apr_psprintf(cmd->pool, "%s: '%s' is neither ca=file nor "
+                                "prefix=channel-prefix", cmd->cmd->name,
+                                argv[i]);
+    }
+    return NULL;
+}
+
 #define WS_WHERE (RSRC_CONF | ACCESS_CONF)
 #define WS_AT(field) ((void *)&(field))
 
@@ -602,6 +717,16 @@ const command_rec ws_config_cmds[] = {
     AP_INIT_TAKE1("WebSocketDeflateMinSize", ws_cmd_deflate_min_size, NULL,
                   WS_WHERE, "outgoing messages smaller than this (K/M/G) "
                   "are sent uncompressed; 0 compresses all"),
+    AP_INIT_TAKE_ARGV("WebSocketTopicPrefix", ws_cmd_topic_prefix, NULL,
+                      WS_WHERE, "the prefixes of the topics this location's "
+                      "plugin may use, * for any, or none"),
+    AP_INIT_TAKE1("WebSocketTopicMessageLimit", ws_cmd_topic_limit, NULL,
+                  WS_WHERE, "largest message a plugin may publish (K), at "
+                  "most 64K"),
+    AP_INIT_TAKE_ARGV("WebSocketRedis", ws_cmd_redis, NULL, RSRC_CONF,
+                      "redis:// or rediss:// URL of the Redis that joins "
+                      "this server's topics with other hosts', then "
+                      "optionally ca=file and prefix=channel-prefix"),
     { 0 }
 };
 
@@ -640,6 +765,7 @@ void *ws_config_create_dir(apr_pool_t *p, char *dir)
     conf->deflate_mem_level = WS_DEFLATE_DEFAULT_MEM_LEVEL;
     conf->deflate_level = WS_DEFLATE_DEFAULT_LEVEL;
     conf->deflate_min_size = WS_DEFLATE_DEFAULT_MIN_SIZE;
+    conf->topic_message_limit = WS_BUS_MAX_MESSAGE;
     return conf;
 }
 
@@ -709,6 +835,10 @@ void *ws_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
         conf->deflate_level = add->deflate_level;
     if (set & WS_SET_DEFLATE_MIN)
         conf->deflate_min_size = add->deflate_min_size;
+    if (set & WS_SET_TOPIC_PREFIX)
+        conf->topic_prefixes = add->topic_prefixes;
+    if (set & WS_SET_TOPIC_LIMIT)
+        conf->topic_message_limit = add->topic_message_limit;
     return conf;
 }
 

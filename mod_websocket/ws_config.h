@@ -99,7 +99,22 @@ typedef struct ws_dir_conf {
     int      deflate_mem_level;   /* 1..9 */
     int      deflate_level;       /* 0..9 */
     uint64_t deflate_min_size;    /* smaller outgoing messages go as they are */
+
+    /* Topics (ws_pubsub.h). */
+    apr_array_header_t *topic_prefixes; /* const char *: the prefixes a
+                                     plugin's topic names must start with;
+                                     "" allows any; empty allows none. NULL:
+                                     the location's path alone */
+    uint64_t topic_message_limit; /* largest message published */
 } ws_dir_conf_t;
+
+/* The server-wide settings: directives allowed only outside <VirtualHost>
+ * and <Location>. */
+typedef struct ws_global_conf {
+    const char *redis_url;        /* WebSocketRedis, or NULL */
+    const char *redis_ca_file;    /* its ca=, or NULL */
+    const char *redis_prefix;     /* its prefix=, or NULL for the default */
+} ws_global_conf_t;
 
 /* Exported despite -fvisibility=hidden: httpd finds the module by name. */
 extern module AP_MODULE_DECLARE_DATA websocket_module
@@ -112,6 +127,9 @@ extern const command_rec ws_config_cmds[];
  * reading only, except that httpd also merges per request, in r->pool. */
 void *ws_config_create_dir(apr_pool_t *p, char *dir);
 void *ws_config_merge_dir(apr_pool_t *p, void *base, void *add);
+
+/* This configuration's server-wide settings (never NULL). */
+const ws_global_conf_t *ws_config_global(void);
 
 /* The effective configuration of r (defaults filled in; never NULL). A
  * pointer read, cheap enough for every request. The result lives as long as

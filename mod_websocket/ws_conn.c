@@ -22,6 +22,7 @@
 #include "ws_driver.h"
 #include "ws_handshake.h"
 #include "ws_log.h"
+#include "ws_pubsub.h"
 #include "ws_utf8.h"
 
 APLOG_USE_MODULE(websocket);
@@ -99,6 +100,21 @@ static mws_send_result_e send_to(ws_conn_t *wc, ws_msg_t *msg,
     default:
         return MWS_SEND_GONE;
     }
+}
+
+mws_send_result_e ws_conn_send_msg(ws_conn_t *wc, ws_msg_t *msg)
+{
+    return send_to(wc, msg, (mws_type_e)msg->opcode, NULL, 0);
+}
+
+int ws_conn_alive(ws_conn_t *wc)
+{
+    int alive;
+
+    pthread_mutex_lock(&wc->lock);
+    alive = wc->engine != NULL;
+    pthread_mutex_unlock(&wc->lock);
+    return alive;
 }
 
 static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
@@ -271,6 +287,10 @@ static const mws_server_api_t server_api = {
     api_get_data,
     api_set_data,
     api_send_many,
+    ws_pubsub_subscribe,
+    ws_pubsub_unsubscribe,
+    ws_pubsub_publish,
+    ws_pubsub_subscribers,
 };
 
 /* ---- life cycle ---- */
@@ -345,6 +365,9 @@ ws_conn_t *ws_conn_create(request_rec *r, const ws_dir_conf_t *conf,
     wc->subprotocol = apr_pstrdup(c->pool, subprotocol);
     wc->offered_protocols = apr_table_get(wc->headers,
                                           "Sec-WebSocket-Protocol");
+    wc->topic_prefixes = conf->topic_prefixes;
+    wc->topic_location = conf->location;
+    wc->topic_message_limit = conf->topic_message_limit;
     registry_add(wc);
     return wc;
 }
@@ -417,6 +440,7 @@ void ws_conn_finish(ws_conn_t *wc)
     wc->engine = NULL;
     wc->wake = NULL;
     pthread_mutex_unlock(&wc->lock);
+    ws_pubsub_conn_end(wc);
 }
 
 void ws_conn_discard(ws_conn_t *wc)
@@ -426,6 +450,7 @@ void ws_conn_discard(ws_conn_t *wc)
     ws_engine_destroy(wc->engine);
     wc->engine = NULL;
     pthread_mutex_unlock(&wc->lock);
+    ws_pubsub_conn_end(wc);
     ws_conn_release(wc);
 }
 

@@ -61,6 +61,12 @@ struct ws_conn {
     char close_reason[WS_CONTROL_MAX + 1]; /* the first close's reason */
     int close_logged;            /* the per-connection line was written */
 
+    /* Topics: what the <Location> allows, from the configuration pool, so
+     * that a held handle may publish after c->pool is gone. */
+    const apr_array_header_t *topic_prefixes;  /* see ws_dir_conf_t */
+    const char *topic_location;
+    uint64_t topic_message_limit;
+
     /* Process registry, under the registry's own lock. */
     ws_conn_t *prev, *next;
 };
@@ -96,6 +102,14 @@ void ws_conn_close_all(uint16_t code, const char *reason);
 /* Call fn on every live connection of this process, under the registry's
  * lock: fn must not block nor finish connections. Any thread. */
 void ws_conn_for_each(void (*fn)(ws_conn_t *wc, void *arg), void *arg);
+
+/* Queue one shared message on the connection, as mws_send() would. Any
+ * thread. */
+mws_send_result_e ws_conn_send_msg(ws_conn_t *wc, ws_msg_t *msg);
+
+/* 1 while the connection has not ended (ws_conn_finish() or
+ * ws_conn_discard() not yet called). Any thread. */
+int ws_conn_alive(ws_conn_t *wc);
 
 /* Feed input to the engine and hand each event to the plugin, with the
  * lock released while the plugin runs. Owner thread. */

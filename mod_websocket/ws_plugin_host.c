@@ -190,3 +190,20 @@ int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s)
                      registry->in_order->nelts);
     return 0;
 }
+
+/* The list is read-only once the child runs, so threads need no lock. */
+void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
+                                  const void *data, size_t len)
+{
+    int i;
+
+    if (!registry)
+        return;
+    for (i = 0; i < registry->in_order->nelts; i++) {
+        const ws_plugin_t *plugin =
+            APR_ARRAY_IDX(registry->in_order, i, const ws_plugin_t *);
+
+        if (plugin->cb.on_topic_message)
+            plugin->cb.on_topic_message(topic, type, data, len);
+    }
+}

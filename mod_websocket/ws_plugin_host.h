@@ -36,4 +36,9 @@ const char *ws_plugin_host_load(cmd_parms *cmd, const char *path,
  * plugin's non-zero result; 0 when all started. */
 int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s);
 
+/* Call every loaded plugin's on_topic_message, in load order. Any thread,
+ * once child_init is done. */
+void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
+                                  const void *data, size_t len);
+
 #endif /* WS_PLUGIN_HOST_H */
