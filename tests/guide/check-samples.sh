@@ -84,6 +84,22 @@ declare -A PLUGIN_RUNS=(
     [room.c]='open a; open b; msg a hi all; expect a 192.0.2.1: hi all;
               expect b 192.0.2.1: hi all; close b 1000; msg a anyone?;
               expect a 192.0.2.1: anyone?; close a 1000'
+    [rooms.c]='open a; open b; msg a hi all; expect a 192.0.2.1: hi all;
+               expect b 192.0.2.1: hi all;
+               remote /sample/lobby bob: from another child;
+               expect a bob: from another child;
+               expect b bob: from another child;
+               open c; expect c 192.0.2.1: hi all;
+               expect c bob: from another child;
+               remote /other/lobby eve: not ours; close a 1000;
+               msg c still here; expect b 192.0.2.3: still here;
+               close b 1000; close c 1000; open d; msg d anyone?;
+               expect d 192.0.2.4: anyone?; close d 1000;
+               prefix none; refused e 400'
+    [jobs.c]='open a; open b; msg a run backup; expect a backup: queued;
+              expect b backup: queued; close a 1000;
+              expect b backup: started; expect b backup: done;
+              msg b run report; expect b report: done; close b 1000'
     [greet.c]='set greeting=Hi there; set max-length=5; open a;
                expect a Hi there; msg a short; expect a short;
                msg a too long; expect a <close 1008 message too long>;

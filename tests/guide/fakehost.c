@@ -10,21 +10,38 @@
  *   - no use of a handle after its on_close has returned unless it was held
  *     with mws_hold(), and every mws_hold() released by process_exit;
  *   - mws_close() only with the codes the header documents, a reason of at
- *     most 123 bytes; text messages valid UTF-8.
+ *     most 123 bytes; text messages valid UTF-8;
+ *   - mws_subscribe() and mws_unsubscribe() only inside a callback of that
+ *     connection, and no mws_publish() from on_topic_message.
+ *
+ * Topics are a small in-process table, as one httpd child would have them:
+ * a name is 1 to 200 characters 0x21-0x7e that starts with one of the
+ * connection's prefixes (its location, /sample, unless the script says
+ * otherwise), at most 256 per connection, dropped after on_close returns.
+ * mws_publish() calls the plugin's on_topic_message and then queues the
+ * message on every subscribed connection, on the publishing thread, as
+ * mod_websocket does.
  *
  * Usage: fakehost PLUGIN.so SYMBOL 'COMMAND; COMMAND; ...'
  *
  *   set KEY=VALUE        a WebSocketSetting for the connections opened next
  *   open NAME            on_open for a new connection; it must accept
+ *   refused NAME STATUS  on_open for a new connection; it must refuse with
+ *                        STATUS (what it subscribed is dropped)
  *   msg NAME TEXT        on_message with a text message
  *   expect NAME TEXT     wait (5 s at most) until NAME has been sent TEXT,
  *                        or a message starting with TEXT if it ends in '*'
  *   drain NAME           the queue was written: mws_buffered() drops to 0
  *                        and on_drain runs
  *   close NAME CODE      the client closed cleanly with CODE: on_close
+ *   prefix P [P] ...     WebSocketTopicPrefix for the connections opened
+ *                        next (* for any, none for none)
+ *   remote TOPIC TEXT    a text message another process published to TOPIC
+ *                        arrives: on_topic_message and delivery run on a
+ *                        thread of the fake host (the module's bus thread)
  *
- * Every callback runs on this program's main thread; a plugin's own threads
- * may call the any-thread functions. Exit status 0 if the script ran and no
+ * Every callback runs on this program's main thread, on_topic_message
+ * excepted; a plugin's own threads may call the any-thread functions. Exit status 0 if the script ran and no
  * rule was broken.
  */
 #include <dlfcn.h>
@@ -38,8 +55,12 @@
 
 #include "mod_websocket_plugin.h"
 
+#define LOCATION     "/sample"  /* mws_location() of every connection */
 #define MAX_CONNS    16
 #define MAX_SETTINGS 16
+#define MAX_TOPIC    200        /* ws_topic.h: WS_TOPIC_MAX_NAME */
+#define MAX_SUBS     256        /* WS_TOPIC_MAX_PER_SUBSCRIBER */
+#define TOPIC_LIMIT  (64 * 1024) /* WebSocketTopicMessageLimit's default */
 
 typedef struct msg {
     struct msg *next;
@@ -60,6 +81,10 @@ typedef struct fconn {
     int refs;                   /* mws_hold()s not yet released */
     uint64_t buffered;
     msg_t *inbox, **inbox_tail;
+    char *topics[MAX_SUBS];     /* subscriptions, in order */
+    int ntopics;
+    char *prefixes;             /* space-separated; "" allows any; NULL
+                                   the location alone (set at open) */
 } fconn_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -72,6 +97,9 @@ static char *settings[MAX_SETTINGS][2];
 static int nsettings;
 static int violations;
 static const char *plugin_path;
+static const mws_plugin_t *plugin;
+static char *prefix_conf;       /* for the next opens: see fconn_t */
+static __thread int in_topic_message;
 
 static void violation(const char *fmt, ...)
 {
@@ -343,7 +371,7 @@ static const char *f_setting(mws_conn_t *h, const char *key)
 static const char *f_location(mws_conn_t *h)
 {
     owner_only(h, "mws_location");
-    return "/sample";
+    return LOCATION;
 }
 
 static void *f_get_data(mws_conn_t *h)
@@ -358,11 +386,209 @@ static void f_set_data(mws_conn_t *h, void *data)
     FC(h)->data = data;
 }
 
+/* ---- topics ---- */
+
+/* 1 to MAX_TOPIC printable ASCII characters without space (0x21-0x7e). */
+static int topic_valid(const char *topic)
+{
+    size_t n;
+
+    if (!topic)
+        return 0;
+    for (n = 0; topic[n]; n++)
+        if ((unsigned char)topic[n] < 0x21 || (unsigned char)topic[n] > 0x7e)
+            return 0;
+    return n >= 1 && n <= MAX_TOPIC;
+}
+
+/* Whether c's location lets the plugin use topic (WebSocketTopicPrefix,
+ * or the location's own path by default). */
+static int topic_allowed(const fconn_t *c, const char *topic)
+{
+    const char *pos, *end;
+
+    if (!topic_valid(topic))
+        return 0;
+    if (!c->prefixes)
+        return strncmp(topic, LOCATION, strlen(LOCATION)) == 0;
+    for (pos = c->prefixes; *pos; pos = end) {
+        size_t n;
+
+        while (*pos == ' ')
+            pos++;
+        end = pos + strcspn(pos, " ");
+        n = (size_t)(end - pos);
+        if (n == 1 && *pos == '*')
+            return 1;
+        if (n && strncmp(topic, pos, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The index of topic in c's subscriptions, or -1. Under lock. */
+static int subscribed_locked(const fconn_t *c, const char *topic)
+{
+    int i;
+
+    for (i = 0; i < c->ntopics; i++)
+        if (strcmp(c->topics[i], topic) == 0)
+            return i;
+    return -1;
+}
+
+/* The end of a connection (after on_close): its subscriptions go. */
+static void unsubscribe_all(fconn_t *c)
+{
+    pthread_mutex_lock(&lock);
+    while (c->ntopics)
+        free(c->topics[--c->ntopics]);
+    pthread_mutex_unlock(&lock);
+}
+
+static int f_subscribe(mws_conn_t *h, const char *topic)
+{
+    fconn_t *c = FC(h);
+    int rc = -1;
+
+    owner_only(h, "mws_subscribe");
+    if (!topic_allowed(c, topic))
+        return -1;
+    pthread_mutex_lock(&lock);
+    if (c->ended)
+        rc = -1;
+    else if (subscribed_locked(c, topic) >= 0)
+        rc = 0;
+    else if (c->ntopics < MAX_SUBS
+             && (c->topics[c->ntopics] = strdup(topic))) {
+        c->ntopics++;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+static int f_unsubscribe(mws_conn_t *h, const char *topic)
+{
+    fconn_t *c = FC(h);
+    int i;
+
+    owner_only(h, "mws_unsubscribe");
+    if (!topic)
+        return -1;
+    pthread_mutex_lock(&lock);
+    if ((i = subscribed_locked(c, topic)) >= 0) {
+        free(c->topics[i]);
+        memmove(&c->topics[i], &c->topics[i + 1],
+                (size_t)(c->ntopics - i - 1) * sizeof(c->topics[0]));
+        c->ntopics--;
+    }
+    pthread_mutex_unlock(&lock);
+    return i >= 0 ? 0 : -1;
+}
+
+/* What mod_websocket does with a message published here or arriving from
+ * another process: the plugin's on_topic_message first (with a copy of
+ * the topic that is freed when it returns), then one copy per subscriber,
+ * in the order they subscribed, on the calling thread. */
+static void deliver_topic(const char *topic, mws_type_e type,
+                          const void *data, size_t len)
+{
+    char *name = strdup(topic);
+    int i;
+
+    if (!name)
+        fail("out of memory");
+    if (plugin->on_topic_message) {
+        in_topic_message = 1;
+        plugin->on_topic_message(name, type, data, len);
+        in_topic_message = 0;
+    }
+    free(name);
+    pthread_mutex_lock(&lock);
+    for (i = 0; i < nconns; i++) {
+        fconn_t *c = &conns[i];
+
+        if (c->ended || subscribed_locked(c, topic) < 0)
+            continue;
+        if (type == MWS_BINARY) {
+            char note[48];
+            int n = snprintf(note, sizeof(note), "<binary %zu>", len);
+
+            deliver_locked(c, note, (size_t)n);
+        }
+        else {
+            deliver_locked(c, data, len);
+        }
+        c->buffered += len;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+static int f_publish(mws_conn_t *h, const char *topic, mws_type_e type,
+                     const void *data, size_t len)
+{
+    fconn_t *c = FC(h);
+
+    if (in_topic_message) {
+        violation("mws_publish(%s) from on_topic_message", c->name);
+        return -1;              /* rather than recurse */
+    }
+    if (type != MWS_TEXT && type != MWS_BINARY) {
+        violation("mws_publish(%s) with type %d", c->name, (int)type);
+        return -1;
+    }
+    if (type == MWS_TEXT && data && !utf8_valid(data, len))
+        violation("mws_publish(%s) with text that is not UTF-8", c->name);
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_publish");
+    pthread_mutex_unlock(&lock);
+    if (!topic_allowed(c, topic) || len > TOPIC_LIMIT || (len && !data))
+        return -1;
+    deliver_topic(topic, type, data, len);
+    return 0;
+}
+
+static size_t f_subscribers(mws_conn_t *h, const char *topic)
+{
+    fconn_t *c = FC(h);
+    size_t n = 0;
+    int i;
+
+    pthread_mutex_lock(&lock);
+    valid_locked(c, "mws_subscribers");
+    for (i = 0; topic && i < nconns; i++)
+        n += subscribed_locked(&conns[i], topic) >= 0;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+/* "remote": the bus thread delivers a message from another process. */
+typedef struct {
+    const char *topic;
+    const char *text;
+} remote_t;
+
+static void *remote_main(void *arg)
+{
+    const remote_t *r = arg;
+    size_t len = strlen(r->text);
+    char *data = malloc(len ? len : 1);     /* exact size, as in "msg" */
+
+    if (!data)
+        fail("out of memory");
+    memcpy(data, r->text, len);
+    deliver_topic(r->topic, MWS_TEXT, data, len);
+    free(data);
+    return NULL;
+}
+
 static const mws_server_api_t api = {
     MWS_PLUGIN_API_VERSION, sizeof(mws_server_api_t),
     f_send, f_buffered, f_close, f_hold, f_release, f_header, f_uri,
     f_query, f_remote_ip, f_user, f_subprotocol, f_set_subprotocol,
     f_setting, f_location, f_get_data, f_set_data, f_send_many,
+    f_subscribe, f_unsubscribe, f_publish, f_subscribers,
 };
 
 static fconn_t *find(const char *name)
@@ -435,7 +661,7 @@ int main(int argc, char **argv)
     *(void **)&entry = dlsym(dso, argv[2]);
     if (!entry)
         fail("no symbol %s", argv[2]);
-    if (!(p = entry()))
+    if (!(plugin = p = entry()))
         fail("%s() returned no table", argv[2]);
     if (p->api_version != MWS_PLUGIN_API_VERSION
         || p->struct_size != sizeof(mws_plugin_t))
@@ -450,7 +676,7 @@ int main(int argc, char **argv)
     script = argv[3];
     for (cmd = strtok_r(script, ";", &save); cmd;
          cmd = strtok_r(NULL, ";", &save)) {
-        char verb[16], name[32];
+        char verb[16], name[MAX_TOPIC + 1];
         int used = 0;
         fconn_t *c;
 
@@ -458,7 +684,7 @@ int main(int argc, char **argv)
             cmd++;
         if (!*cmd)
             continue;
-        if (sscanf(cmd, "%15s %31s %n", verb, name, &used) < 2)
+        if (sscanf(cmd, "%15s %200s %n", verb, name, &used) < 2)
             fail("bad command \"%s\"", cmd);
         if (strcmp(verb, "set") == 0) {
             char *eq = strchr(name, '=');
@@ -471,17 +697,23 @@ int main(int argc, char **argv)
             settings[nsettings][0] = kv;
             settings[nsettings++][1] = eq + 1;
         }
-        else if (strcmp(verb, "open") == 0) {
-            int status = 0;
+        else if (strcmp(verb, "open") == 0 || strcmp(verb, "refused") == 0) {
+            int want = verb[0] == 'r' ? atoi(cmd + used) : 0, status = 0;
 
             if (nconns == MAX_CONNS)
                 fail("too many connections");
-            c = &conns[nconns++];
+            if (strlen(name) >= sizeof(conns[0].name))
+                fail("connection name %s is too long", name);
+            c = &conns[nconns];
             c->pub.api = &api;
-            snprintf(c->name, sizeof(c->name), "%s", name);
-            snprintf(c->ip, sizeof(c->ip), "192.0.2.%d", nconns);
+            strcpy(c->name, name);
+            snprintf(c->ip, sizeof(c->ip), "192.0.2.%d", nconns + 1);
             c->inbox_tail = &c->inbox;
+            c->prefixes = prefix_conf;
+            pthread_mutex_lock(&lock);
             c->live = 1;
+            nconns++;           /* publishing threads read it */
+            pthread_mutex_unlock(&lock);
             if (p->on_open) {
                 current = c;
                 c->in_open = 1;
@@ -489,8 +721,17 @@ int main(int argc, char **argv)
                 c->in_open = 0;
                 current = NULL;
             }
-            if (status)
-                fail("on_open refused %s with %d", name, status);
+            if (status != want)
+                fail("on_open answered %d for %s, not %d", status, name,
+                     want);
+            if (status) {
+                /* As ws_conn_discard(): no on_close, no subscriptions. */
+                unsubscribe_all(c);
+                pthread_mutex_lock(&lock);
+                c->ended = 1;
+                c->live = 0;
+                pthread_mutex_unlock(&lock);
+            }
         }
         else if (strcmp(verb, "msg") == 0) {
             c = find(name);
@@ -531,9 +772,28 @@ int main(int argc, char **argv)
                 p->on_close(&c->pub, (uint16_t)atoi(cmd + used), "", 1);
                 current = NULL;
             }
+            unsubscribe_all(c);
             pthread_mutex_lock(&lock);
             c->live = 0;
             pthread_mutex_unlock(&lock);
+        }
+        else if (strcmp(verb, "prefix") == 0) {
+            const char *list = strchr(cmd, ' ') + 1;
+
+            /* Not freed: the connections opened so far point at it. */
+            prefix_conf = strdup(strcasecmp(name, "none") == 0 ? "" : list);
+            if (!prefix_conf)
+                fail("out of memory");
+        }
+        else if (strcmp(verb, "remote") == 0) {
+            remote_t r = { name, cmd + used };
+            pthread_t bus;
+
+            if (!topic_valid(name))
+                fail("remote: %s is not a topic name", name);
+            if (pthread_create(&bus, NULL, remote_main, &r) != 0)
+                fail("cannot start a thread");
+            pthread_join(bus, NULL);
         }
         else {
             fail("unknown command \"%s\"", verb);

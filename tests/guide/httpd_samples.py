@@ -7,8 +7,10 @@ runs this with that directory:
     python3 tests/guide/httpd_samples.py DIR
 
 It starts one event-MPM httpd (tests/integration/httpd.py) with a single
-child, as the guide advises for a chat room, with a location per plugin
-configured as the guide shows, talks to each over real WebSockets, and
+child, which the room of section 7 needs, with a location per plugin
+configured as the guide shows, and talks to each over real WebSockets. Then
+a prefork httpd, where each connection has a process of its own, checks
+that the topic samples of section 8 reach members in other children. It
 fails on a wrong answer or a crashed child.
 """
 
@@ -51,6 +53,15 @@ def locations(plugins):
 </Location>
 <Location "/greet/fr">
     WebSocketSetting greeting "Bienvenue"
+</Location>
+<Location "/rooms">
+    WebSocketHandler {d}/rooms.so
+    WebSocketMaxMessageSize 4K
+    WebSocketQueueLimit 256K
+    WebSocketQueuePolicy close-1013
+</Location>
+<Location "/jobs">
+    WebSocketHandler {d}/jobs.so
 </Location>
 """.format(d=plugins)
 
@@ -120,17 +131,71 @@ async def check_greet(server):
         assert await recv(ws) == "y" * 200
 
 
-CHECKS = (check_myecho, check_count, check_ticker, check_room, check_greet)
+async def check_rooms(server):
+    async with websockets.connect(server.ws_url("/rooms")) as a, \
+            websockets.connect(server.ws_url("/rooms")) as b, \
+            websockets.connect(server.ws_url("/rooms?kitchen")) as k:
+        await a.send("hi all")
+        assert await recv(a) == "127.0.0.1: hi all"
+        assert await recv(b) == "127.0.0.1: hi all"
+        await k.send("in the kitchen")      # another room: not "hi all"
+        assert await recv(k) == "127.0.0.1: in the kitchen"
+        # One child here: the newcomer gets the lobby's history.
+        async with websockets.connect(server.ws_url("/rooms")) as c:
+            assert await recv(c) == "127.0.0.1: hi all"
+    try:
+        async with websockets.connect(server.ws_url("/rooms?" + "x" * 300)):
+            raise AssertionError("rooms: a 300-byte room name was accepted")
+    except websockets.InvalidStatusCode as e:
+        assert e.status_code == 400, e
 
 
-def main():
-    plugins = Path(sys.argv[1]).resolve()
-    install_signal_cleanup()
-    server = Httpd("event", extra=locations(plugins),
-                   server_config=ONE_CHILD, name="guide")
+async def check_jobs(server):
+    async with websockets.connect(server.ws_url("/jobs")) as b:
+        async with websockets.connect(server.ws_url("/jobs")) as a:
+            await a.send("run backup")
+            for ws in (a, b):
+                assert await recv(ws) == "backup: queued"
+        # a has left; its job still reports to everyone else.
+        assert await recv(b) == "backup: started"
+        assert await recv(b) == "backup: done"
+
+
+async def check_rooms_across(server):
+    # Prefork: each open WebSocket holds a process, so a, b and c are in
+    # three different children, joined by the topic bus only.
+    async with websockets.connect(server.ws_url("/rooms")) as a, \
+            websockets.connect(server.ws_url("/rooms")) as b, \
+            websockets.connect(server.ws_url("/rooms?kitchen")) as k:
+        await a.send("hello from one child")
+        for ws in (a, b):
+            assert await recv(ws) == "127.0.0.1: hello from one child"
+        await b.send("and back from another")
+        for ws in (a, b):
+            assert await recv(ws) == "127.0.0.1: and back from another"
+        await k.send("kitchen only")
+        assert await recv(k) == "127.0.0.1: kitchen only"
+
+
+async def check_jobs_across(server):
+    async with websockets.connect(server.ws_url("/jobs")) as a, \
+            websockets.connect(server.ws_url("/jobs")) as b:
+        await a.send("run report")          # a's child runs it
+        for ws in (a, b):
+            for what in ("queued", "started", "done"):
+                assert await recv(ws) == "report: " + what
+
+
+CHECKS = (check_myecho, check_count, check_ticker, check_room, check_greet,
+          check_rooms, check_jobs)
+ACROSS = (check_rooms_across, check_jobs_across)
+
+
+def serve(server, checks, how):
+    """Run checks against server; 0, or 1 after printing why."""
     try:
         server.start()
-        for check in CHECKS:
+        for check in checks:
             try:
                 asyncio.run(check(server))
             except Exception as e:
@@ -142,12 +207,23 @@ def main():
         if "exit signal" in log or "AddressSanitizer" in log:
             print("[guide] httpd: a child crashed\n%s" % tail(log))
             return 1
-        print("[guide] httpd: %d plugin samples served real WebSockets "
-              "(event MPM, one child): %s"
-              % (len(CHECKS), ", ".join(c.__name__[6:] for c in CHECKS)))
+        print("[guide] httpd: %d plugin checks served real WebSockets "
+              "(%s): %s" % (len(checks), how,
+                            ", ".join(c.__name__[6:] for c in checks)))
         return 0
     finally:
         server.cleanup()
+
+
+def main():
+    plugins = Path(sys.argv[1]).resolve()
+    install_signal_cleanup()
+    return (serve(Httpd("event", extra=locations(plugins),
+                        server_config=ONE_CHILD, name="guide"),
+                  CHECKS, "event MPM, one child")
+            or serve(Httpd("prefork", extra=locations(plugins),
+                           name="guide-prefork"),
+                     ACROSS, "prefork, a child per connection"))
 
 
 if __name__ == "__main__":
