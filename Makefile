@@ -43,6 +43,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 CORE := ws_mask ws_utf8 ws_frame ws_close ws_msg ws_engine ws_extension ws_origin \
         ws_handshake ws_pmd_negotiate ws_deflate
 CORE_HDRS := $(wildcard mod_websocket/*.h)
+# The Redis link: hiredis for RESP, OpenSSL for rediss://.
+REDIS_LIBS := -lhiredis -lssl -lcrypto
 
 # Each unit test links only the core files it tests, so one unfinished file
 # does not stop the others' tests from building.
@@ -61,6 +63,8 @@ ws_handshake_test_OBJS := ws_handshake
 ws_origin_test_OBJS    := ws_origin
 ws_deflate_test_OBJS   := ws_deflate
 ws_bus_test_OBJS       := ws_bus
+ws_redis_test_OBJS     := ws_redis ws_redis_io ws_redis_url ws_redis_wire
+ws_redis_test_LIBS     := $(REDIS_LIBS)
 ws_topic_test_OBJS     := ws_topic
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/*_test.c))
@@ -76,6 +80,9 @@ fuzz_utf8_OBJS      := ws_utf8
 fuzz_frame_OBJS     := ws_frame
 fuzz_inflate_OBJS   := ws_deflate
 fuzz_bus_frame_OBJS := ws_bus
+fuzz_redis_payload_OBJS := ws_redis_wire
+fuzz_redis_payload_LIBS := -lhiredis
+fuzz_redis_url_OBJS := ws_redis_url
 
 # Prerequisites below use $$(...) to compute per-target file lists.
 .SECONDEXPANSION:
@@ -109,7 +116,7 @@ $(BUILD)/module/%.o: mod_websocket/%.c $(CORE_HDRS) \
 	    -c $< -o $@
 
 $(BUILD)/mod_websocket.so: $(MODULE_OBJS)
-	$(CC) -shared $(CFLAGS) -o $@ $^ $(APR_LIBS) -lpthread -lz
+	$(CC) -shared $(CFLAGS) -o $@ $^ $(APR_LIBS) -lpthread -lz $(REDIS_LIBS)
 
 # Each handlers/<name>/ builds into build/handlers/<name>.so from its .c
 # files and the public header alone, as a plugin author's would.
@@ -157,7 +164,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test_util.h tests/unit/engine_harnes
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests/unit $< \
 	    $(patsubst %,$(BUILD)/core/%.o,$($*_OBJS)) \
-	    $(CHECK_LIBS) $(APR_LIBS) -lz -o $@
+	    $(CHECK_LIBS) $(APR_LIBS) -lz $($*_LIBS) -o $@
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do \
@@ -198,7 +205,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_HDRS) \
 	@mkdir -p $(dir $@)
 	$(CLANG) -std=gnu11 $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all $(APR_CFLAGS) -Imod_websocket $< \
-	    $(patsubst %,mod_websocket/%.c,$($*_OBJS)) $(APR_LIBS) -lz -o $@
+	    $(patsubst %,mod_websocket/%.c,$($*_OBJS)) $(APR_LIBS) -lz $($*_LIBS) \
+	    -o $@
 
 fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 
