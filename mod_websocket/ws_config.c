@@ -23,6 +23,7 @@
 #include "ws_config.h"
 #include "ws_origin.h"
 #include "ws_pmd_negotiate.h"
+#include "ws_redis.h"
 #include "ws_topic.h"
 
 /* Which fields a section's own directives set (ws_dir_conf_t.set). */
@@ -619,22 +620,25 @@ const ws_global_conf_t *ws_config_global(void)
     return global ? global : &global_defaults;
 }
 
-/* WebSocketRedis url [ca=file] [prefix=channel-prefix]: the URL is
- * checked when the child opens the link, which logs what is wrong with
- * it; here only its scheme. */
+/* WebSocketRedis url [ca=file] [prefix=channel-prefix] */
 static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
                                 char *const argv[])
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    ws_redis_config_t parsed;
+    char why[256];
     int i;
 
     (void)dconf;
     if (err)
         return err;
-    if (argc < 1 || (strncasecmp(argv[0], "redis://", 8)
-                     && strncasecmp(argv[0], "rediss://", 9)))
+    if (argc < 1)
         return apr_psprintf(cmd->pool, "%s needs a redis:// or rediss:// "
                             "URL", cmd->cmd->name);
+    /* The URL may hold a password: the message does not repeat it. */
+    if (ws_redis_parse_url(argv[0], &parsed, why, sizeof(why)))
+        return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, why);
+    ws_redis_config_free(&parsed);
     if (!global) {
         global = apr_pcalloc(cmd->pool, sizeof(*global));
         apr_pool_cleanup_register(cmd->pool, NULL, global_cleanup,
@@ -645,12 +649,13 @@ static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
         if (!strncasecmp(argv[i], "ca=", 3) && argv[i][3])
             global->redis_ca_file = ap_server_root_relative(cmd->pool,
                                                             argv[i] + 3);
-        else if (!strncasecmp(argv[i], "prefix=", 7) && argv[i][7])
+        else if (!strncasecmp(argv[i], "prefix=", 7)
+                 && strlen(argv[i] + 7) <= WS_REDIS_MAX_PREFIX)
             global->redis_prefix = argv[i] + 7;
         else
             return apr_psprintf(cmd->pool, "%s: '%s' is neither ca=file nor "
-                                "prefix=channel-prefix", cmd->cmd->name,
-                                argv[i]);
+                                "prefix=channel-prefix (at most %d bytes)",
+                                cmd->cmd->name, argv[i], WS_REDIS_MAX_PREFIX);
     }
     return NULL;
 }

@@ -107,14 +107,14 @@ mws_send_result_e ws_conn_send_msg(ws_conn_t *wc, ws_msg_t *msg)
     return send_to(wc, msg, (mws_type_e)msg->opcode, NULL, 0);
 }
 
-int ws_conn_alive(ws_conn_t *wc)
+int ws_conn_open(ws_conn_t *wc)
 {
-    int alive;
+    int open;
 
     pthread_mutex_lock(&wc->lock);
-    alive = wc->engine != NULL;
+    open = wc->engine && ws_engine_state(wc->engine) == WS_STATE_OPEN;
     pthread_mutex_unlock(&wc->lock);
-    return alive;
+    return open;
 }
 
 static mws_send_result_e api_send(mws_conn_t *h, mws_type_e type,
@@ -430,6 +430,9 @@ void ws_conn_finish(ws_conn_t *wc)
     ws_engine_sent(wc->engine, &msgs_out, &bytes_out);
     ws_engine_wire_bytes(wc->engine, &wire_in, &wire_out);
     pthread_mutex_unlock(&wc->lock);
+    /* Its subscriptions end before on_close, which then sees the topics'
+     * counts without it (and again after: see ws_pubsub_subscribe()). */
+    ws_pubsub_conn_end(wc);
     if (wc->plugin->cb.on_close)
         wc->plugin->cb.on_close(&wc->pub, ci.code, wc->close_reason,
                                 ci.clean);

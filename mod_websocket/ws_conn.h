@@ -107,9 +107,8 @@ void ws_conn_for_each(void (*fn)(ws_conn_t *wc, void *arg), void *arg);
  * thread. */
 mws_send_result_e ws_conn_send_msg(ws_conn_t *wc, ws_msg_t *msg);
 
-/* 1 while the connection has not ended (ws_conn_finish() or
- * ws_conn_discard() not yet called). Any thread. */
-int ws_conn_alive(ws_conn_t *wc);
+/* 1 while the connection is open: not closing, not ended. Any thread. */
+int ws_conn_open(ws_conn_t *wc);
 
 /* Feed input to the engine and hand each event to the plugin, with the
  * lock released while the plugin runs. Owner thread. */

@@ -6,14 +6,23 @@
  * generation and of the new one hear each other while both run. A child
  * that crashes leaves a dead socket that the others drop (ws_bus.c).
  *
+ * With WebSocketRedis, every child also keeps a link to Redis (ws_redis)
+ * and publishes there too; what comes back from Redis with this server's
+ * origin is dropped, as the children of this server had it over the bus.
+ * The origin is 16 random bytes kept in the bus directory, so that the
+ * old generation and the new one share it across a graceful restart.
+ *
  * Ordering: a publishing thread delivers to this process's subscribers
- * before it returns and queues for the bus in the same order, and the bus
- * keeps each sender's order, so every subscriber sees one publisher's
- * messages in the order they were published.
+ * before it returns and queues for the bus and Redis in the same order,
+ * and both keep each sender's order, so every subscriber sees one
+ * publisher's messages in the order they were published.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "apr_file_io.h"
+#include "apr_general.h"
 #include "apr_strings.h"
 #include "httpd.h"
 #include "http_config.h"
@@ -27,6 +36,7 @@
 #include "ws_msg.h"
 #include "ws_plugin_host.h"
 #include "ws_pubsub.h"
+#include "ws_redis.h"
 #include "ws_topic.h"
 
 APLOG_USE_MODULE(websocket);
@@ -37,9 +47,13 @@ APLOG_USE_MODULE(websocket);
  * NULL when it could not be prepared (topics stay within each process). */
 static const char *bus_dir;
 
+/* This server's origin on Redis (see above), set in post_config. */
+static uint8_t origin[WS_REDIS_ORIGIN];
+
 /* This child's, from child_init until pchild goes. */
 static ws_topics_t *topics;
 static ws_bus_t *bus;
+static ws_redis_t *redis;
 
 /* ---- delivery ---- */
 
@@ -53,6 +67,10 @@ static void release(void *sub)
     ws_conn_release(CONN(sub));
 }
 
+/* Set while this thread runs a plugin's on_topic_message: a publish from
+ * there would deliver again, into the same callback, without end. */
+static __thread int in_topic_callback;
+
 /* Deliver one message to this process: the plugins that watch topics
  * first, then every subscriber, with one shared copy of the message. */
 static void deliver_local(const char *topic, uint8_t type, const void *data,
@@ -62,7 +80,9 @@ static void deliver_local(const char *topic, uint8_t type, const void *data,
     ws_msg_t *msg;
     size_t n, i;
 
+    in_topic_callback = 1;
     ws_plugin_host_topic_message(topic, (mws_type_e)type, data, len);
+    in_topic_callback = 0;
     n = ws_topics_collect(topics, topic, strlen(topic), &subs);
     if (n == 0 || n == (size_t)-1)
         return;
@@ -74,8 +94,9 @@ static void deliver_local(const char *topic, uint8_t type, const void *data,
     ws_topics_release(topics, subs, n);
 }
 
-/* A message another process published, on the bus thread. Names are
- * checked again: a peer is trusted, but not to share our limits. */
+/* A message another process published, on the bus's or the Redis link's
+ * thread. Names are checked again: a peer is trusted, but not to share
+ * our limits. */
 static void deliver_from_bus(void *ctx, const char *topic, size_t topic_len,
                              uint8_t type, const void *data, size_t len)
 {
@@ -110,12 +131,12 @@ int ws_pubsub_subscribe(mws_conn_t *h, const char *topic)
     ws_conn_t *wc = CONN(h);
     size_t len = topic ? strlen(topic) : 0;
 
-    if (!topics || !allowed(wc, topic, len) || !ws_conn_alive(wc)
+    if (!topics || !allowed(wc, topic, len) || !ws_conn_open(wc)
         || ws_topics_subscribe(topics, wc, topic, len) != WS_TOPIC_OK)
         return -1;
-    /* A connection that ended meanwhile (a plugin thread that subscribed
-     * against the rules) must not keep its subscription. */
-    if (!ws_conn_alive(wc)) {
+    /* A connection that began to close meanwhile (a plugin thread that
+     * subscribed against the rules) must not keep its subscription. */
+    if (!ws_conn_open(wc)) {
         ws_topics_unsubscribe_all(topics, wc);
         return -1;
     }
@@ -135,14 +156,19 @@ int ws_pubsub_publish(mws_conn_t *h, const char *topic, mws_type_e type,
     ws_conn_t *wc = CONN(h);
     size_t tlen = topic ? strlen(topic) : 0;
 
-    if (!topics || (type != MWS_TEXT && type != MWS_BINARY)
+    if (!topics || in_topic_callback
+        || (type != MWS_TEXT && type != MWS_BINARY)
         || !allowed(wc, topic, tlen) || len > wc->topic_message_limit
         || (len && !data))
         return -1;
     /* The bus first: when it refuses, nobody gets the message, rather
-     * than only this process's subscribers. */
+     * than only this process's subscribers. Redis refuses only when it
+     * cannot keep up, which its counters show; the hosts beyond it then
+     * miss the message, as with Redis pub/sub itself. */
     if (bus && ws_bus_publish(bus, topic, tlen, (uint8_t)type, data, len))
         return -1;
+    if (redis)
+        ws_redis_publish(redis, topic, tlen, (uint8_t)type, data, len);
     deliver_local(topic, (uint8_t)type, data, len);
     return 0;
 }
@@ -163,6 +189,37 @@ void ws_pubsub_conn_end(ws_conn_t *wc)
 
 /* ---- life cycle ---- */
 
+/* Read this server's origin from dir/origin, or make it. Without it (an
+ * unusable file) the origin is new for this generation: a message then
+ * comes back from Redis to the other generation's children, who had it
+ * over the bus already, only during a graceful restart. */
+static void load_origin(apr_pool_t *p, const char *dir, server_rec *s)
+{
+    const char *path = apr_pstrcat(p, dir, "/origin", NULL);
+    apr_size_t n = sizeof(origin);
+    apr_file_t *f;
+    apr_status_t rv;
+
+    apr_generate_random_bytes(origin, sizeof(origin));
+    if (apr_file_open(&f, path, APR_FOPEN_READ, 0, p) == APR_SUCCESS) {
+        rv = apr_file_read_full(f, origin, sizeof(origin), &n);
+        apr_file_close(f);
+        if (rv == APR_SUCCESS)
+            return;
+        apr_generate_random_bytes(origin, sizeof(origin));
+    }
+    rv = apr_file_open(&f, path, APR_FOPEN_WRITE | APR_FOPEN_CREATE
+                       | APR_FOPEN_TRUNCATE, APR_FPROT_UREAD
+                       | APR_FPROT_UWRITE, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_write_full(f, origin, sizeof(origin), NULL);
+        apr_file_close(f);
+    }
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, WSLOGNO(00109)
+                     "topics: cannot keep this server's origin in %s", path);
+}
+
 int ws_pubsub_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *s)
 {
@@ -170,17 +227,64 @@ int ws_pubsub_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     char err[256];
 
     (void)plog;
-    (void)ptemp;
     bus_dir = NULL;
     if (ws_bus_prepare_dir(dir, ap_unixd_config.user_id,
                            ap_unixd_config.group_id, err, sizeof(err))) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, WSLOGNO(00106)
                      "topic bus directory %s: %s; topics will reach only "
                      "the subscribers of the publishing child", dir, err);
+        apr_generate_random_bytes(origin, sizeof(origin));
         return OK;
     }
     bus_dir = dir;
+    load_origin(ptemp, dir, s);
     return OK;
+}
+
+/* On the link thread, on each change: the state goes to the error log,
+ * once per change and child, never per retry. */
+static void redis_state(void *ctx, int up, const char *why)
+{
+    server_rec *s = ctx;
+
+    if (up)
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, WSLOGNO(00110)
+                     "topics: Redis %s is up; topics reach the other hosts",
+                     why);
+    else
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, WSLOGNO(00111)
+                     "topics: Redis is down (%s); this host's subscribers "
+                     "still get its messages, and the link reconnects",
+                     why);
+}
+
+static void open_redis(const ws_global_conf_t *g, server_rec *s)
+{
+    ws_redis_config_t cfg;
+    char err[256];
+
+    if (ws_redis_parse_url(g->redis_url, &cfg, err, sizeof(err))) {
+        /* WebSocketRedis checked it already: only memory can fail here. */
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, WSLOGNO(00112)
+                     "topics: WebSocketRedis: %s", err);
+        return;
+    }
+    if (g->redis_ca_file)
+        cfg.ca_file = strdup(g->redis_ca_file);
+    if (g->redis_prefix) {
+        free(cfg.channel_prefix);
+        cfg.channel_prefix = strdup(g->redis_prefix);
+    }
+    if ((g->redis_ca_file && !cfg.ca_file) || !cfg.channel_prefix)
+        strcpy(err, "out of memory");
+    else
+        redis = ws_redis_open(&cfg, origin, deliver_from_bus, redis_state, s,
+                              err, sizeof(err));
+    if (!redis)
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, WSLOGNO(00113)
+                     "topics: cannot start the link to Redis: %s; topics "
+                     "stay on this host", err);
+    ws_redis_config_free(&cfg);
 }
 
 static apr_status_t child_exit(void *data)
@@ -188,6 +292,8 @@ static apr_status_t child_exit(void *data)
     (void)data;
     /* The registry itself stays: a connection still finishing on another
      * thread of a stopping child may yet drop its subscriptions. */
+    ws_redis_close(redis);
+    redis = NULL;
     ws_bus_close(bus);
     bus = NULL;
     return APR_SUCCESS;
@@ -208,6 +314,8 @@ void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, WSLOGNO(00108)
                      "topic bus %s: %s; topics will reach only this "
                      "child's subscribers", bus_dir, err);
+    if (ws_config_global()->redis_url)
+        open_redis(ws_config_global(), s);
     apr_pool_cleanup_register(pchild, NULL, child_exit,
                               apr_pool_cleanup_null);
 }

@@ -218,6 +218,26 @@ def test_binary_messages_arrive_intact(server):
     run_async(main(), timeout=60)
 
 
+def test_publishing_from_on_topic_message_is_refused(server):
+    """A plugin's on_topic_message that publishes would deliver into
+    itself without end: the module refuses such a publish, and the
+    message itself arrives once."""
+    topic = "/t/tap"
+
+    async def main():
+        async with connect(server, "/t?sub=" + topic) as ws:
+            assert await command(ws, "tap " + topic) == "#ok"
+            async with connect(server, "/t") as pub:
+                assert await command(pub, "pub %s once" % topic) == "#ok"
+            msgs, _ = await collect(ws, 1)
+            assert msgs == ["once"]
+            assert await command(ws, "tapped") == "#tapped 1 1"
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+
+    run_async(main())
+
+
 # --------------------------------------------------- names and prefixes
 
 @pytest.mark.parametrize("path,cmd,ok", [
@@ -431,3 +451,131 @@ ListenBacklog 4096
     finally:
         srv.stop()
         srv.cleanup(keep=KEEP)
+
+
+# ------------------------------------------------------- hosts via Redis
+
+REDIS_SERVER = "/usr/bin/redis-server"
+
+
+class Redis:
+    """A redis-server of our own on a free loopback port, no persistence."""
+
+    def __init__(self, port=None):
+        import shutil
+        import tempfile
+        if not os.path.exists(REDIS_SERVER):
+            pytest.fail("%s not found: apt-get install redis-server"
+                        % REDIS_SERVER, pytrace=False)
+        self.port = port or httpd.free_port()
+        self.dir = tempfile.mkdtemp(prefix="redis-")
+        self._rmtree = shutil.rmtree
+        self.proc = None
+
+    def start(self):
+        import subprocess
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert support.wait_for(self._answers, 10), \
+            "redis-server did not answer on port %d" % self.port
+
+    def _answers(self):
+        import socket
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        self._rmtree(self.dir, ignore_errors=True)
+
+
+def redis_log_count(srv, what):
+    return srv.error_log().count(what)
+
+
+def test_two_servers_share_topics_through_redis():
+    redis = Redis()
+    redis.start()
+    conf = "WebSocketRedis redis://127.0.0.1:%d\n" % redis.port
+    # Two children each (the test config's StartServers), which do not
+    # grow here: every child's link is up before a message is published.
+    a = start("event", server_config=conf)
+    b = start("worker", server_config=conf)
+    topic = "/t/hosts"
+    try:
+        # Every child of both logs the link coming up.
+        for srv in (a, b):
+            assert support.wait_for(
+                lambda: redis_log_count(srv, "WS00110") >= 2, 15), \
+                "no 'Redis is up' line in %s's log" % srv.variant
+
+        async def exchange(tag, n=30):
+            """Subscribers on both servers; publish n from a, then n from
+            b: everyone gets both, each publisher's in order (which comes
+            first depends on the way each took)."""
+            subs = (await open_spread(a, "/t?sub=" + topic, 2)
+                    + [(await connect(b, "/t?sub=" + topic), 0)
+                       for _ in range(2)])
+            try:
+                for srv, who in ((a, "A"), (b, "B")):
+                    async with connect(srv, "/t") as pub:
+                        assert await command(
+                            pub, "burst %s %d %s%s" % (topic, n, tag, who)) \
+                            == "#ok %d" % n
+                for ws, _ in subs:
+                    msgs, _ = await collect(ws, 2 * n)
+                    for who in "AB":
+                        mine = [m for m in msgs if m.startswith(tag + who)]
+                        assert mine == tagged(tag + who, n), (who, msgs)
+            finally:
+                await close_all(subs)
+
+        run_async(exchange("up"), timeout=60)
+
+        # Redis goes away: each server still delivers its own messages.
+        redis.stop()
+        for srv in (a, b):
+            assert support.wait_for(
+                lambda: redis_log_count(srv, "WS00111") >= 1, 15), \
+                "no 'Redis is down' line in %s's log" % srv.variant
+
+        async def local_only():
+            subs = await open_spread(a, "/t?sub=" + topic, 2)
+            try:
+                async with connect(a, "/t") as pub:
+                    assert await command(pub, "burst %s 20 down" % topic) \
+                        == "#ok 20"
+                for ws, _ in subs:
+                    msgs, _ = await collect(ws, 20)
+                    assert msgs == tagged("down", 20)
+            finally:
+                await close_all(subs)
+
+        run_async(local_only(), timeout=60)
+
+        # Back on the same port: both reconnect (backoff at most 5 s) and
+        # remote delivery resumes.
+        ups = {srv: redis_log_count(srv, "WS00110") for srv in (a, b)}
+        redis.start()
+        for srv in (a, b):
+            assert support.wait_for(
+                lambda: redis_log_count(srv, "WS00110") >= ups[srv] + 2,
+                20), "the link did not come back in %s" % srv.variant
+        run_async(exchange("again"), timeout=60)
+    finally:
+        for srv in (a, b):
+            srv.stop()
+            srv.cleanup(keep=KEEP)
+        redis.cleanup()

@@ -13,6 +13,12 @@
  *   thread TOPIC N TAG        -> the same from a thread of the plugin's own,
  *                                through a held handle; "#started", and
  *                                "#done K" once it has published
+ *   tap TOPIC                 -> on_topic_message, when a message on TOPIC
+ *                                reaches this process, publishes to TOPIC
+ *                                through this connection (which must be
+ *                                refused); "#ok"
+ *   tapped                    -> "#tapped SEEN REFUSED": messages on the
+ *                                tap topic seen, and publishes refused
  *
  * A connection whose query is "sub=TOPIC" subscribes in on_open.
  */
@@ -26,6 +32,12 @@
 #include <mod_websocket_plugin.h>
 
 #define CMD_MAX 512
+
+/* The tap: one per process, set by "tap" (see on_topic_message). */
+static pthread_mutex_t tap_lock = PTHREAD_MUTEX_INITIALIZER;
+static mws_conn_t *tap_conn;    /* held */
+static char tap_topic[CMD_MAX];
+static long tap_seen, tap_refused;
 
 static void reply(mws_conn_t *conn, const char *text)
 {
@@ -106,6 +118,37 @@ static void start_publisher(mws_conn_t *conn, const char *topic, long n,
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
+static void on_topic_message(const char *topic, mws_type_e type,
+                             const void *data, size_t len)
+{
+    (void)type;
+    pthread_mutex_lock(&tap_lock);
+    if (tap_conn && !strcmp(topic, tap_topic)) {
+        tap_seen++;
+        tap_refused += mws_publish(tap_conn, topic, MWS_TEXT, data, len) != 0;
+    }
+    pthread_mutex_unlock(&tap_lock);
+}
+
+static void set_tap(mws_conn_t *conn, const char *topic)
+{
+    pthread_mutex_lock(&tap_lock);
+    if (tap_conn)
+        mws_release(tap_conn);
+    tap_conn = mws_hold(conn);
+    snprintf(tap_topic, sizeof(tap_topic), "%s", topic);
+    tap_seen = tap_refused = 0;
+    pthread_mutex_unlock(&tap_lock);
+    reply(conn, "#ok");
+}
+
+static void process_exit(void)
+{
+    if (tap_conn)
+        mws_release(tap_conn);
+    tap_conn = NULL;
+}
+
 static int on_open(mws_conn_t *conn)
 {
     const char *q = mws_query(conn);
@@ -169,6 +212,18 @@ static void on_message(mws_conn_t *conn, mws_type_e type, const void *data,
     else if (sscanf(cmd, "thread %511s %ld %511s", topic, &n, arg) == 3) {
         start_publisher(conn, topic, n, arg);
     }
+    else if (!strcmp(cmd, "tapped")) {
+        char tapped[96];
+
+        pthread_mutex_lock(&tap_lock);
+        snprintf(tapped, sizeof(tapped), "#tapped %ld %ld", tap_seen,
+                 tap_refused);
+        pthread_mutex_unlock(&tap_lock);
+        reply(conn, tapped);
+    }
+    else if (!strncmp(cmd, "tap ", 4) && sscanf(cmd, "tap %511s", topic) == 1) {
+        set_tap(conn, topic);
+    }
     else {
         reply(conn, "#err");
     }
@@ -177,8 +232,10 @@ static void on_message(mws_conn_t *conn, mws_type_e type, const void *data,
 static const mws_plugin_t plugin = {
     MWS_PLUGIN_HEADER,
     .name = "topics",
+    .process_exit = process_exit,
     .on_open = on_open,
     .on_message = on_message,
+    .on_topic_message = on_topic_message,
 };
 
 MWS_PLUGIN_EXPORT const mws_plugin_t *topics_plugin(void)
