@@ -262,3 +262,9 @@ $(BUILD)/bench/plugins/fanout.so: bench/plugins/fanout.c \
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude $< -o $@ \
 	    -lpthread
+
+$(BUILD)/bench/plugins/pubsub.so: bench/plugins/pubsub.c \
+                                  include/mod_websocket_plugin.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(WARN) $(CFLAGS) -fPIC -shared -Iinclude $< -o $@ \
+	    -lpthread

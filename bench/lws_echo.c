@@ -2,12 +2,22 @@
  * libwebsockets-dev (4.1), with its default event loop (poll) on one
  * thread.
  *
- *   lws_echo PORT [--deflate]
+ *   lws_echo PORT [--deflate] [--pubsub]
  *
  * Listens on 127.0.0.1:PORT, any path, and echoes every message with its
  * type (UTF-8 of text checked, as the other peers do). The text command
  * "burst K S" sends K text messages of S bytes (default 64) to every open
  * connection, like bench/plugins/fanout.c and bench/node_echo.js.
+ *
+ * With --pubsub (the topic scenarios) the K messages of a burst are made
+ * when the command arrives, each beginning with the stamp that
+ * bench/plugins/pubsub.c writes, "%019llu %010ld ": the CLOCK_MONOTONIC
+ * time in ns and the message's number; every connection then writes them
+ * in order as it becomes writable, so a delivery's latency includes the
+ * wait for its turn, as in the other peers. A burst that arrives while a
+ * connection still writes the last one's restarts its numbering there
+ * (ws_load waits for each burst, so it never happens in the benchmark).
+ * "whoami" is answered "pid N".
  *
  * With --deflate, permessage-deflate (RFC 7692) is offered to clients
  * through libwebsockets' own extension (lws_extension_callback_pm_deflate)
@@ -25,6 +35,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_MSG (16u << 20)
 #define WRITES_PER_CALLBACK 64
@@ -49,6 +61,9 @@ static pss_t *all;
 static long n_all;
 static unsigned char *burst_buf;    /* LWS_PRE + burst_size */
 static size_t burst_size;
+static int pubsub;                  /* --pubsub */
+static unsigned char **stamped;     /* --pubsub: burst_k x LWS_PRE + size */
+static long burst_k;
 static volatile sig_atomic_t interrupted;
 static struct lws_context *context;
 
@@ -71,6 +86,44 @@ static void burst(struct lws *wsi, long k, size_t size)
                                           lws_get_protocol(wsi));
 }
 
+/* --pubsub: K stamped messages of size bytes, the same for everyone. */
+static void stamped_burst(struct lws *wsi, long k, size_t size)
+{
+    unsigned char **b;
+    pss_t *p;
+    long i;
+
+    if (size < 32)
+        size = 32;
+    for (i = 0; i < burst_k; i++)
+        free(stamped[i]);
+    free(stamped);
+    stamped = NULL;
+    burst_k = 0;
+    if (!(b = calloc((size_t)k, sizeof(*b))))
+        return;
+    for (i = 0; i < k; i++) {
+        struct timespec ts;
+        char stamp[64];
+
+        if (!(b[i] = malloc(LWS_PRE + size)))
+            break;
+        memset(b[i] + LWS_PRE, 'x', size);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        snprintf(stamp, sizeof(stamp), "%019llu %010ld ",
+                 (unsigned long long)ts.tv_sec * 1000000000ull
+                 + (unsigned long long)ts.tv_nsec, i);
+        memcpy(b[i] + LWS_PRE, stamp, 31);
+    }
+    stamped = b;
+    burst_k = i;
+    burst_size = size;
+    for (p = all; p; p = p->next)
+        p->burst_left = burst_k;
+    lws_callback_on_writable_all_protocol(lws_get_context(wsi),
+                                          lws_get_protocol(wsi));
+}
+
 static int on_message(struct lws *wsi, pss_t *pss, int binary)
 {
     msg_t *m;
@@ -82,17 +135,27 @@ static int on_message(struct lws *wsi, pss_t *pss, int binary)
         memcpy(cmd, pss->rx, pss->rx_len);
         cmd[pss->rx_len] = '\0';
         if (sscanf(cmd, "burst %ld %ld", &k, &s) >= 1 && k > 0 && s >= 0) {
-            burst(wsi, k > 1000000 ? 1000000 : k,
+            (pubsub ? stamped_burst : burst)(wsi, k > 1000000 ? 1000000 : k,
                   (size_t)(s > (1 << 20) ? (1 << 20) : s));
             return 0;
         }
     }
+    if (pubsub && !binary && pss->rx_len == 6
+        && !memcmp(pss->rx, "whoami", 6)) {
+        if (!(m = malloc(sizeof(*m) + LWS_PRE + 32)))
+            return -1;
+        m->len = (size_t)snprintf((char *)m->buf + LWS_PRE, 32, "pid %ld",
+                                  (long)getpid());
+        m->binary = 0;
+        goto queue;
+    }
     if (!(m = malloc(sizeof(*m) + LWS_PRE + pss->rx_len)))
         return -1;
-    m->next = NULL;
     m->len = pss->rx_len;
     m->binary = binary;
     memcpy(m->buf + LWS_PRE, pss->rx, pss->rx_len);
+queue:
+    m->next = NULL;
     if (pss->tail)
         pss->tail->next = m;
     else
@@ -171,6 +234,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
                     pss->tail = NULL;
                 free(m);
             }
+            else if (pss->burst_left > 0 && pubsub) {
+                long i = burst_k - pss->burst_left;
+                unsigned char *b = stamped[i < 0 ? 0 : i];
+
+                if (lws_write(wsi, b + LWS_PRE, burst_size, LWS_WRITE_TEXT)
+                    < (int)burst_size)
+                    return -1;
+                pss->burst_left--;
+            }
             else if (pss->burst_left > 0) {
                 if (lws_write(wsi, burst_buf + LWS_PRE, burst_size,
                               LWS_WRITE_TEXT) < (int)burst_size)
@@ -217,10 +289,18 @@ int main(int argc, char **argv)
 {
     struct lws_context_creation_info info;
     int port = argc >= 2 ? atoi(argv[1]) : 0;
-    int deflate = argc == 3 && !strcmp(argv[2], "--deflate");
+    int deflate = 0, i, bad = 0;
 
-    if (port <= 0 || port > 65535 || argc > 3 || (argc == 3 && !deflate)) {
-        fprintf(stderr, "usage: lws_echo PORT [--deflate]\n");
+    for (i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--deflate"))
+            deflate = 1;
+        else if (!strcmp(argv[i], "--pubsub"))
+            pubsub = 1;
+        else
+            bad = 1;
+    }
+    if (port <= 0 || port > 65535 || bad) {
+        fprintf(stderr, "usage: lws_echo PORT [--deflate] [--pubsub]\n");
         return 1;
     }
     signal(SIGTERM, on_signal);
@@ -246,13 +326,17 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("lws_echo: libwebsockets %s on 127.0.0.1:%d, permessage-deflate "
-           "%s\n", lws_get_library_version(), port,
-           deflate ? "on (lws defaults)" : "off");
+           "%s%s\n", lws_get_library_version(), port,
+           deflate ? "on (lws defaults)" : "off",
+           pubsub ? ", bursts stamped (--pubsub)" : "");
     fflush(stdout);
     while (!interrupted)
         if (lws_service(context, 0) < 0)
             break;
     lws_context_destroy(context);
     free(burst_buf);
+    for (i = 0; i < burst_k; i++)
+        free(stamped[i]);
+    free(stamped);
     return 0;
 }

@@ -36,7 +36,14 @@ SCENARIOS = [
      "compression", "bytes_per_conn", "low"),
     ("idle-deflate", "idle connections after one 1 KiB JSON echo each, "
      "permessage-deflate", "bytes_per_conn", "low"),
+    ("pubsub1k", "one publisher, 1,000 subscribers (burst 100 x 64 B, "
+     "stamped)", "deliveries_per_s", "high"),
+    ("pubsub10k", "one publisher, 10,000 subscribers (burst 20 x 64 B, "
+     "stamped)", "deliveries_per_s", "high"),
 ]
+PUBSUB = ("pubsub1k", "pubsub10k")
+# A second ratio beside the main one: (header, key, better).
+SECOND_RATIO = {s: ("p50 ratio", "lat_p50_us", "low") for s in PUBSUB}
 IDLE = ("idle10k", "idle-json", "idle-deflate")
 IDLE_TITLE = {
     "idle10k": "%s idle connections held %ss, then one echo each",
@@ -101,6 +108,18 @@ COLUMNS["json1k"] = [("msg/s", "msg_per_s", "{:.0f}"),
 COLUMNS["json1k-deflate"] = (COLUMNS["json1k"][:4]
                              + [("down z%", "rx_compressed_pct", "{:.0f}")]
                              + COLUMNS["json1k"][4:])
+COLUMNS["pubsub1k"] = [("deliv/s", "deliveries_per_s", "{:.0f}"),
+                       ("p50 ms", lambda r: r.get("lat_p50_us", 0) / 1000,
+                        "{:.1f}"),
+                       ("p99 ms", lambda r: r.get("lat_p99_us", 0) / 1000,
+                        "{:.1f}"),
+                       ("burst s", "window_s", "{:.2f}"),
+                       ("first ms", lambda r: r.get("first_delivery_us", 0)
+                        / 1000, "{:.1f}"),
+                       ("CPU us/deliv", "server_cpu_us_per_msg", "{:.2f}"),
+                       ("procs", "sub_processes", "{:.0f}"),
+                       ("delivered", "deliveries", "{:.0f}")]
+COLUMNS["pubsub10k"] = COLUMNS["pubsub1k"]
 COLUMNS["idle-json"] = COLUMNS["idle10k"]
 COLUMNS["idle-deflate"] = COLUMNS["idle10k"]
 
@@ -189,7 +208,9 @@ def main():
                                             meta.get("hold", "?"))
         cols = COLUMNS[name]
         extra = [] if name in IDLE else COMMON_TAIL
-        headers = (["server", "ratio"] + [c[0] for c in cols]
+        second = SECOND_RATIO.get(name)
+        headers = (["server", "ratio"] + ([second[0]] if second else [])
+                   + [c[0] for c in cols]
                    + [c[0] for c in extra] + ["errors", "n"])
         best = None
         meds = {}
@@ -200,6 +221,13 @@ def main():
                 meds[s] = m
                 if m and (best is None or (m < best if better == "low" else m > best)):
                     best = m
+        best2 = None
+        if second:
+            vals = [med(runs[(s, name)], second[1]) for s in servers
+                    if runs.get((s, name))]
+            vals = [v for v in vals if v]
+            if vals:
+                best2 = min(vals) if second[2] == "low" else max(vals)
         rows, notes = [], []
         for s in servers:
             rr = runs.get((s, name))
@@ -207,8 +235,9 @@ def main():
             if not rr:
                 if st:
                     reasons = sorted({x["reason"] for x in st})
-                    rows.append([s, "-"] + [st[0]["status"]]
-                                + [""] * (len(headers) - 3))
+                    rows.append([s, "-"] + ["-"] * bool(second)
+                                + [st[0]["status"]]
+                                + [""] * (len(headers) - 3 - bool(second)))
                     notes.append("%s: %s" % (s, "; ".join(reasons)))
                 continue
             m = meds.get(s)
@@ -217,8 +246,17 @@ def main():
                 rs = "%.2f" % ratio
             else:
                 rs = "-"
+            if second:
+                m2 = med(rr, second[1])
+                rs2 = "-"
+                if m2 and best2:
+                    rs2 = "%.2f" % (m2 / best2 if second[2] == "low"
+                                    else best2 / m2)
+                rs = [rs, rs2]
+            else:
+                rs = [rs]
             errors = sum(int(r.get("errors") or 0) for r in rr)
-            row = [s, rs] + [fmt(med(rr, c[1]), c[2]) for c in cols] \
+            row = [s] + rs + [fmt(med(rr, c[1]), c[2]) for c in cols] \
                 + [fmt(med(rr, c[1]), c[2]) for c in extra] \
                 + [str(errors), str(len(rr))]
             rows.append(row)
@@ -232,6 +270,24 @@ def main():
                       + int(r.get("deflate_declined") or 0) for r in rr)
             if bad:
                 notes.append("%s: %d wrong echoes or declined offers" % (s, bad))
+            if name in PUBSUB:
+                spread = sorted({r.get("sub_spread") or "?" for r in rr})
+                if any(r.get("pub_port") != r.get("port") for r in rr):
+                    notes.append("%s: publisher on another server (port %s), "
+                                 "subscribers on port %s"
+                                 % (s, rr[0].get("pub_port"),
+                                    rr[0].get("port")))
+                if any((r.get("sub_processes") or 0) > 1 for r in rr):
+                    notes.append("%s: subscribers per process: %s"
+                                 % (s, ", ".join(spread)))
+                odd = {k: sum(int(r.get(k) or 0) for r in rr)
+                       for k in ("missing", "order_errors", "stamp_errors",
+                                 "warm_lost", "whoami_missing",
+                                 "negative_latency")}
+                odd = {k: v for k, v in odd.items() if v}
+                if odd:
+                    notes.append("%s: %s" % (s, ", ".join(
+                        "%s %d" % kv for kv in sorted(odd.items()))))
             other = max((value(r, "other_cpu_pct") or 0) for r in rr)
             if other > 15:
                 notes.append("%s: up to %.0f%% of a core used by other "

@@ -15,7 +15,8 @@
 # THREAD_CAP (most threads a thread-per-connection server may be given,
 # default 1024), IDLE_N (connections of the idle scenarios, default 10000),
 # ASYNC_THREADS (worker threads of the async mod_websocket
-# server, default 64), MWS_EXTRA (httpd directives added to both
+# server, default 64), PUBSUB_CHILDREN (httpd children of the mws-pubsub
+# peers, default 2, sharing ASYNC_THREADS), MWS_EXTRA (httpd directives added to both
 # mod_websocket servers' configs, for experiments), SYSCALL_MSGS (messages of the syscall-count run),
 # WALL_LIMIT (seconds; phases not started by then are skipped), BUILD.
 #
@@ -40,6 +41,7 @@ SERVERS=${SERVERS:-"mws-blocking mws-async mws-async-dedicated15 mws-async-dedic
 SCENARIOS=${SCENARIOS:-"latency echo64 echo16k pipelined handshakes idle10k fanout1k fanout10k json1k json1k-deflate idle-json idle-deflate"}
 THREAD_CAP=${THREAD_CAP:-1024}
 ASYNC_THREADS=${ASYNC_THREADS:-64}
+PUBSUB_CHILDREN=${PUBSUB_CHILDREN:-2}
 IDLE_N=${IDLE_N:-10000}
 
 APACHE=/usr/sbin/apache2
@@ -107,7 +109,7 @@ trap 'exit 143' TERM
 # ------------------------------------------------------- prerequisites
 need_pkgs=()
 for pkg in build-essential pkg-config apache2 apache2-dev libwebsockets-dev \
-           linux-perf util-linux procps python3; do
+           linux-perf util-linux procps python3 redis-server; do
     [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] \
         || need_pkgs+=("$pkg")
 done
@@ -128,7 +130,8 @@ fi
 
 say "building (make module handlers and the bench binaries, BUILD=$BUILD)"
 make -C "$repo" --no-print-directory BUILD="$BUILD" module handlers \
-    "$BUILD/bench/ws_load" "$BUILD/bench/plugins/fanout.so" >"$out/make.log" 2>&1 \
+    "$BUILD/bench/ws_load" "$BUILD/bench/plugins/fanout.so" \
+    "$BUILD/bench/plugins/pubsub.so" >"$out/make.log" 2>&1 \
     || { tail -n 30 "$out/make.log"; die "build failed (log: $out/make.log)"; }
 have_lws=1
 make -C "$repo" --no-print-directory BUILD="$BUILD" "$BUILD/bench/lws_echo" \
@@ -142,7 +145,8 @@ scratch=$(mktemp -d /tmp/mws-bench.XXXXXX)
 chmod 755 "$scratch"
 mkdir -p "$scratch/lib"
 cp "$BUILD/mod_websocket.so" "$BUILD/handlers/echo.so" \
-   "$BUILD/bench/plugins/fanout.so" "$scratch/lib/"
+   "$BUILD/bench/plugins/fanout.so" "$BUILD/bench/plugins/pubsub.so" \
+   "$scratch/lib/"
 chmod 644 "$scratch/lib/"*.so
 module_sha=$(sha256sum "$scratch/lib/mod_websocket.so" | cut -c1-12)
 git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -174,10 +178,15 @@ json_status() {   # server scenario rep status reason
 }
 
 # ---------------------------------------------------- apache configs
-# apache_conf DIR PORT THREADS BODY: one event-MPM child with THREADS
-# workers, no access log, error log at warn.
+# apache_conf DIR PORT THREADS BODY [CHILDREN]: one event-MPM child (or
+# CHILDREN) with THREADS workers in all, no access log, error log at warn.
 apache_conf() {
-    local dir=$1 port=$2 threads=$3 body=$4
+    local dir=$1 port=$2 threads=$3 body=$4 children=${5:-1}
+    local per=$(( threads / children ))
+    local comment="# One child, so that a broadcast reaches every connection and the server
+# is one process like the other peers."
+    (( children > 1 )) && comment="# $children children (topics reach the subscribers of every child over the
+# module's bus; the kernel spreads the accepted connections over them)."
     mkdir -p "$dir/run" "$dir/logs"
     chmod 755 "$dir" "$dir/run" "$dir/logs"
     cat > "$dir/httpd.conf" <<EOF
@@ -195,13 +204,12 @@ LogLevel warn
 Timeout 300
 KeepAlive On
 ListenBacklog 4096
-# One child, so that a broadcast reaches every connection and the server
-# is one process like the other peers.
-StartServers 1
-ServerLimit 1
-ThreadLimit $threads
-ThreadsPerChild $threads
-MaxRequestWorkers $threads
+$comment
+StartServers $children
+ServerLimit $children
+ThreadLimit $per
+ThreadsPerChild $per
+MaxRequestWorkers $(( per * children ))
 MinSpareThreads 1
 MaxSpareThreads $((threads * 2))
 MaxConnectionsPerChild 0
@@ -218,7 +226,7 @@ EOF
     chmod 644 "$dir/httpd.conf"
 }
 
-mws_body() {   # driver line
+mws_body() {   # driver line [pubsub: also /pubsub]
     cat <<EOF
 LoadModule websocket_module $scratch/lib/mod_websocket.so
 ${MWS_EXTRA:-}
@@ -228,6 +236,13 @@ ${MWS_EXTRA:-}
 </Location>
 <Location "/fanout">
     WebSocketHandler $scratch/lib/fanout.so
+    $1
+</Location>
+EOF
+    # The topic plugin only where it is measured: it needs API version 2.
+    [[ -n ${2:-} ]] && cat <<EOF
+<Location "/pubsub">
+    WebSocketHandler $scratch/lib/pubsub.so
     $1
 </Location>
 EOF
@@ -248,9 +263,10 @@ fi
 
 # ---------------------------------------------------------- servers
 # start_server NAME CONNS: fills PORT, PIDS (for ws_load --server-pid),
-# GROUPS_STARTED; or sets REASON and returns 1 (not possible) or 2
-# (skipped or failed).
-PORT= PIDS=() REASON= THREADS=
+# GROUPS_STARTED, PUB_PORT (where ws_load's publisher connects, when not
+# PORT); or sets REASON and returns 1 (not possible) or 2 (skipped or
+# failed).
+PORT= PIDS=() REASON= THREADS= PUB_PORT=
 declare -a cur_groups=()
 
 wait_port() {   # port pid seconds
@@ -276,15 +292,15 @@ spawn() {   # log cmd...: in a session of its own, on CPU 0; sets SPAWNED
     cur_groups+=("$SPAWNED")
 }
 
-start_apache() {   # dir
-    local dir=$1 pid
+start_apache() {   # dir [port]
+    local dir=$1 port=${2:-$PORT} pid
     "$APACHE" -t -f "$dir/httpd.conf" >"$dir/configtest.log" 2>&1 || {
         REASON="apache2 -t failed: $(head -n 2 "$dir/configtest.log" | tr '\n' ' ')"
         return 2
     }
     spawn "$dir/logs/stdout.log" "$APACHE" -f "$dir/httpd.conf" -DFOREGROUND
     pid=$SPAWNED
-    if ! wait_port "$PORT" "$pid" 20; then
+    if ! wait_port "$port" "$pid" 20; then
         REASON="httpd did not start: $(tail -n 3 "$dir/logs/error.log" 2>/dev/null | tr '\n' ' ')"
         return 2
     fi
@@ -293,7 +309,7 @@ start_apache() {   # dir
 
 start_server() {
     local name=$1 conns=$2 dir need
-    PORT=$(free_port) PIDS=() REASON= THREADS=
+    PORT=$(free_port) PIDS=() REASON= THREADS= PUB_PORT=
     cur_groups=()
     dir=$scratch/srv-$name-$PORT
     # Thread-per-connection servers get a thread per connection and 16
@@ -325,6 +341,60 @@ start_server() {
         apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "WebSocketDriver async$mode")"
         start_apache "$dir"
         ;;
+    mws-pubsub)
+        # mws-async over PUBSUB_CHILDREN children: topics cross them over
+        # the module's bus.
+        if (( ! have_driver )); then
+            REASON="skipped: $driver_reason"
+            return 2
+        fi
+        THREADS=$ASYNC_THREADS
+        apache_conf "$dir" "$PORT" "$THREADS" \
+            "$(mws_body "WebSocketDriver async" pubsub)" "$PUBSUB_CHILDREN"
+        start_apache "$dir"
+        ;;
+    mws-pubsub-redis)
+        # Two mws-pubsub instances (each its own DefaultRuntimeDir, so its
+        # own bus) joined by one redis-server: ws_load's subscribers on B
+        # (PORT), its publisher on A (PUB_PORT).
+        if (( ! have_driver )); then
+            REASON="skipped: $driver_reason"
+            return 2
+        fi
+        command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+            || { REASON="skipped: redis-server or redis-cli missing (apt-get install redis-server)"; return 2; }
+        local rport rpid i numpat=0 want=$(( 2 * PUBSUB_CHILDREN ))
+        rport=$(free_port)
+        PUB_PORT=$(free_port)
+        mkdir -p "$dir/redis"
+        spawn "$dir/redis/redis.log" redis-server --bind 127.0.0.1 \
+            --port "$rport" --save "" --appendonly no --dir "$dir/redis" \
+            --protected-mode yes --daemonize no
+        rpid=$SPAWNED
+        wait_port "$rport" "$rpid" 20 \
+            || { REASON="redis-server did not start: $(tail -n 3 "$dir/redis/redis.log" | tr '\n' ' ')"; return 2; }
+        PIDS+=("$rpid")
+        THREADS=$(( 2 * ASYNC_THREADS ))
+        local body
+        body="WebSocketRedis redis://127.0.0.1:$rport
+$(mws_body "WebSocketDriver async" pubsub)"
+        apache_conf "$dir/A" "$PUB_PORT" "$ASYNC_THREADS" "$body" "$PUBSUB_CHILDREN"
+        apache_conf "$dir/B" "$PORT" "$ASYNC_THREADS" "$body" "$PUBSUB_CHILDREN"
+        start_apache "$dir/A" "$PUB_PORT" || return
+        start_apache "$dir/B" "$PORT" || return
+        # Every child of both holds a PSUBSCRIBE on Redis once its link
+        # is up (a client with psub=1 in CLIENT LIST; PUBSUB NUMPAT counts
+        # distinct patterns); before that a message would not cross.
+        for i in $(seq 100); do
+            numpat=$(timeout 2 redis-cli -h 127.0.0.1 -p "$rport" CLIENT LIST 2>/dev/null | grep -c ' psub=[1-9]')
+            (( ${numpat:-0} >= want )) && break
+            sleep 0.1
+        done
+        if (( ${numpat:-0} < want )); then
+            REASON="Redis has ${numpat:-0} pattern subscribers after 10 s, not $want: $(grep -h WS0011 "$dir"/?/logs/error.log | tail -n 2 | tr '\n' ' ')"
+            return 2
+        fi
+        ;;
     apache-proxy-node)
         if (( need > THREAD_CAP )); then
             REASON="not possible (mod_proxy_http's tunnel holds a thread per connection: $need threads > THREAD_CAP $THREAD_CAP)"
@@ -339,7 +409,7 @@ start_server() {
         local nport npid
         nport=$(free_port)
         mkdir -p "$dir"
-        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$nport" ${DEFLATE:+--deflate}
+        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$nport" ${DEFLATE:+--deflate} ${PUBSUB:+--pubsub}
         npid=$SPAWNED
         wait_port "$nport" "$npid" 20 \
             || { REASON="node backend did not start: $(tail -n 3 "$dir/node.log" | tr '\n' ' ')"; return 2; }
@@ -355,7 +425,7 @@ ProxyPass \"/\" \"http://127.0.0.1:$nport/\" upgrade=websocket"
             || { REASON="skipped: bench/node_modules/ws missing (npm ci failed)"; return 2; }
         mkdir -p "$dir"
         local pid
-        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$PORT" ${DEFLATE:+--deflate}
+        spawn "$dir/node.log" node "$repo/bench/node_echo.js" "$PORT" ${DEFLATE:+--deflate} ${PUBSUB:+--pubsub}
         pid=$SPAWNED
         wait_port "$PORT" "$pid" 20 \
             || { REASON="node did not start: $(tail -n 3 "$dir/node.log" | tr '\n' ' ')"; return 2; }
@@ -365,7 +435,7 @@ ProxyPass \"/\" \"http://127.0.0.1:$nport/\" upgrade=websocket"
         (( have_lws )) || { REASON="skipped: bench/lws_echo did not build (see make.log; apt-get install libwebsockets-dev)"; return 2; }
         mkdir -p "$dir"
         local pid
-        spawn "$dir/lws.log" "$BUILD/bench/lws_echo" "$PORT" ${DEFLATE:+--deflate}
+        spawn "$dir/lws.log" "$BUILD/bench/lws_echo" "$PORT" ${DEFLATE:+--deflate} ${PUBSUB:+--pubsub}
         pid=$SPAWNED
         wait_port "$PORT" "$pid" 20 \
             || { REASON="lws_echo did not start: $(tail -n 3 "$dir/lws.log" | tr '\n' ' ')"; return 2; }
@@ -392,11 +462,12 @@ stop_server() {
 }
 
 # ---------------------------------------------------------- scenarios
-# scenario_args NAME: sets CONNS and ARGS (ws_load options), WSPATH and
+# scenario_args NAME: sets CONNS and ARGS (ws_load options), WSPATH,
 # DEFLATE (1 where ws_load offers permessage-deflate: the Node and lws
-# peers are then started with it on; empty otherwise).
+# peers are then started with it on; empty otherwise) and PUBSUB (1 in the
+# topic scenarios: the Node and lws peers then stamp their broadcasts).
 scenario_args() {
-    DEFLATE=
+    DEFLATE= PUBSUB=
     case $1 in
     latency)    CONNS=1;   WSPATH=/echo
                 ARGS=(--mode echo -c 1 --inflight 1 --size 64 --text --duration "$DUR" --warmup "$WARM") ;;
@@ -414,6 +485,10 @@ scenario_args() {
                 ARGS=(--mode fanout -c 1000 --burst 100 --size 64) ;;
     fanout10k)  CONNS=10000; WSPATH=/fanout
                 ARGS=(--mode fanout -c 10000 --burst 10 --size 64) ;;
+    pubsub1k)   CONNS=1001; WSPATH=/pubsub; PUBSUB=1
+                ARGS=(--mode pubsub -c 1000 --burst 100 --size 64) ;;
+    pubsub10k)  CONNS=10001; WSPATH=/pubsub; PUBSUB=1
+                ARGS=(--mode pubsub -c 10000 --burst 20 --size 64) ;;
     json1k)     CONNS=100; WSPATH=/echo
                 ARGS=(--mode echo -c 100 --inflight 1 --size 1024 --json --duration "$DUR" --warmup "$WARM") ;;
     json1k-deflate) CONNS=100; WSPATH=/echo; DEFLATE=1
@@ -463,6 +538,8 @@ run_one() {   # server scenario rep
     # The WebSocketDeflateMode variants differ from mws-async only where
     # the client offers permessage-deflate.
     [[ $server == mws-async-dedicated* && -z $DEFLATE ]] && return
+    # The several-children peers exist for the topic scenarios.
+    [[ $server == mws-pubsub* && -z $PUBSUB ]] && return
     if (( $(elapsed) > WALL_LIMIT )); then
         json_status "$server" "$scen" "$rep" skipped "WALL_LIMIT ${WALL_LIMIT}s reached"
         say "$server/$scen: skipped (WALL_LIMIT ${WALL_LIMIT}s reached)"
@@ -488,6 +565,7 @@ run_one() {   # server scenario rep
     local sargs=() p
     for p in "${PIDS[@]}"; do sargs+=(--server-pid "$p"); done
     local log=$out/$server.$scen.$rep.log
+    [[ -n $PUB_PORT ]] && sargs+=(--pub-port "$PUB_PORT")
     timeout 150 taskset -c "$CLIENT_CPU" "$WS_LOAD" --port "$PORT" --path "$WSPATH" \
         "${ARGS[@]}" --max-duration 60 "${sargs[@]}" \
         --tag "server=$server" --tag "scenario=$scen" --tag "rep=$rep" \
@@ -602,6 +680,7 @@ if (( have_perf )); then
     say "=== system calls per echoed message (perf stat, $SYSCALL_MSGS echoes, 100 connections x 64 B)"
     for server in "${server_list[@]}"; do
         [[ $server == mws-async-dedicated* ]] && continue   # = mws-async here
+        [[ $server == mws-pubsub* ]] && continue   # topic peers only
         if (( $(elapsed) > WALL_LIMIT + 60 )); then
             json_status "$server" syscalls 0 skipped "WALL_LIMIT reached"
             continue

@@ -18,6 +18,19 @@
  *   fanout  open C connections, send "burst K S" on the first one; the
  *           server sends K messages of S bytes to every connection it has:
  *           deliveries (messages received, all connections) per second
+ *   pubsub  open C subscriber connections and one publisher connection
+ *           (--pub-port/--pub-path: another server, as for two httpd
+ *           instances joined by Redis), ask each subscriber "whoami" (a
+ *           server that answers "pid N" tells how many processes hold
+ *           them), send a warm-up "burst 1 S" and wait for it everywhere,
+ *           then "burst K S" on the publisher: the server publishes K
+ *           messages, each beginning "%019llu %010ld " (its
+ *           CLOCK_MONOTONIC ns when published, its number in the burst),
+ *           to all subscribers: deliveries per second over the burst,
+ *           latency of each delivery (our CLOCK_MONOTONIC when parsed
+ *           minus the stamp; one machine, one clock), and every delivery
+ *           checked (size, stamp, order per connection); the publisher's
+ *           own copies are read and not counted
  *
  * Payloads: --size bytes of letters (text) or random bytes (binary), the
  * same every message; or with --json a pool of 512 different JSON
@@ -83,8 +96,13 @@
 
 /* ------------------------------------------------------------- options */
 
-enum mode { M_ECHO, M_CHURN, M_IDLE, M_FANOUT };
-static const char *mode_names[] = { "echo", "churn", "idle", "fanout" };
+enum mode { M_ECHO, M_CHURN, M_IDLE, M_FANOUT, M_PUBSUB };
+static const char *mode_names[] = { "echo", "churn", "idle", "fanout",
+                                    "pubsub" };
+#define N_MODES 5
+
+/* pubsub: the stamp that begins every published message. */
+#define PS_STAMP 31
 
 static struct {
     const char *host;
@@ -115,13 +133,16 @@ static struct {
     int deflate_memlevel;
     int deflate_takeover; /* our context takeover, where allowed */
     int prime;            /* idle: one echo per connection before the hold */
+    int pub_port;         /* pubsub: the publisher's server (0: --port) */
+    const char *pub_path; /* pubsub: its path (NULL: --path) */
+    int warm_bursts;      /* pubsub: "burst 1 S" before the measured one */
 } opt = {
     .host = "127.0.0.1", .port = 0, .path = "/", .mode = M_ECHO,
     .conns = 1, .inflight = 1, .size = 64, .binary = 0, .duration = 0,
     .messages = 0, .warmup = 0.5, .max_duration = 60, .hold = 5,
     .burst = 10, .open_conc = 256,
     .deflate_offer = "permessage-deflate; client_max_window_bits",
-    .deflate_level = 6, .deflate_memlevel = 8,
+    .deflate_level = 6, .deflate_memlevel = 8, .warm_bursts = 1,
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -132,6 +153,14 @@ static double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t now_us(void)
@@ -748,6 +777,12 @@ typedef struct conn {
     zs_t *inf;            /* inflater: for one message, or kept while the
                              server takes over context */
     zs_t *def;            /* deflater kept for our context takeover */
+    /* pubsub */
+    int is_pub;           /* the publisher connection */
+    long ps_next;         /* the number expected next in the burst */
+    int whoami;           /* 1: asked, 2: answered */
+    long pid;             /* its answer (0: none, an echo) */
+    uint8_t head[PS_STAMP + 1];   /* the message's first bytes */
 } conn_t;
 
 static int ep;
@@ -755,7 +790,7 @@ static conn_t *conns;
 static int nconns;
 static uint8_t *rbuf;
 static uint8_t *payload;
-static struct sockaddr_in addr;
+static struct sockaddr_in addr, pub_addr;
 
 /* Counters. "m_" ones are reset when the measured window opens. */
 static struct {
@@ -766,7 +801,11 @@ static struct {
     double m_bytes;
     long m_cycles;         /* churn */
     long close_timeouts;
-    long deliveries;       /* fanout */
+    long deliveries;       /* fanout, pubsub (subscribers only) */
+    long ps_order, ps_stamp; /* pubsub: out of order, no valid stamp */
+    long ps_negative;      /* pubsub: stamp later than our clock */
+    long ps_pub_recv;      /* pubsub: the publisher's own copies */
+    long ps_whoami;        /* pubsub: answers to "whoami" */
     long idle_ok;
     long prime_ok;         /* idle --prime: echoes back before the hold */
     long content_mismatch; /* echo of the right length, other bytes */
@@ -1017,7 +1056,8 @@ static void start_connect(conn_t *c)
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->st = C_CONNECTING;
-    if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0
+    if (connect(c->fd, (struct sockaddr *)(c->is_pub ? &pub_addr : &addr),
+                sizeof(addr)) < 0
         && errno != EINPROGRESS) {
         conn_finish(c, 1);
         return;
@@ -1036,8 +1076,9 @@ static void start_connect(conn_t *c)
     c->out_len = (size_t)snprintf((char *)c->out, c->out_cap,
         "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-        "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n", opt.path, opt.host,
-        opt.port, keybuf, opt.deflate ? "Sec-WebSocket-Extensions: " : "",
+        "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+        c->is_pub ? opt.pub_path : opt.path, opt.host,
+        c->is_pub ? opt.pub_port : opt.port, keybuf, opt.deflate ? "Sec-WebSocket-Extensions: " : "",
         opt.deflate ? opt.deflate_offer : "", opt.deflate ? "\r\n" : "");
 }
 
@@ -1196,6 +1237,11 @@ static long parse_handshake(conn_t *c, const uint8_t *p, size_t len)
  * and compared with what was sent. */
 static void deliver(conn_t *c, const uint8_t *d, size_t n)
 {
+    if (opt.mode == M_PUBSUB && c->msg_len < PS_STAMP) {
+        size_t take = PS_STAMP - (size_t)c->msg_len;
+
+        memcpy(c->head + c->msg_len, d, take < n ? take : n);
+    }
     if (c->exp && !c->vbad) {
         if (c->msg_len + n > opt.size
             || memcmp(c->exp + c->msg_len, d, n))
@@ -1308,7 +1354,7 @@ static long parse_frames(conn_t *c, const uint8_t *p, size_t len)
         if (c->skip) {
             uint64_t take = len - pos < c->skip ? len - pos : c->skip;
 
-            if (c->msg_z || c->exp) {
+            if (c->msg_z || c->exp || opt.mode == M_PUBSUB) {
                 if (payload_in(c, p + pos, (size_t)take) < 0)
                     return -1;
             }
@@ -1584,6 +1630,73 @@ static void close_all(double grace)
 
 static double fan_t0, fan_first, fan_last;
 static long fan_expect;
+static hist_t ps_lat;     /* pubsub: delivery latencies (us) */
+
+/* pubsub: one whole message on c. */
+static void pubsub_message(conn_t *c, int opcode, uint64_t len)
+{
+    unsigned long long stamp = 0;
+    long seq = 0;
+    uint64_t t = now_ns();
+    int i;
+
+    if (c->whoami == 1) {
+        /* The answer to "whoami": "pid N", or the echo of a server that
+         * does not say. */
+        c->whoami = 2;
+        g.ps_whoami++;
+        if (len > 4 && len < PS_STAMP && !memcmp(c->head, "pid ", 4)) {
+            c->head[len] = '\0';
+            c->pid = atol((const char *)c->head + 4);
+        }
+        return;
+    }
+    if (c->is_pub) {
+        g.ps_pub_recv++;
+        return;
+    }
+    if (opcode != 1 || len != opt.size)
+        g.size_mismatch++;
+    /* "%019llu %010ld ": digits, a space, digits, a space. */
+    if (len < PS_STAMP || c->head[19] != ' ' || c->head[30] != ' ') {
+        g.ps_stamp++;
+        return;
+    }
+    for (i = 0; i < 19; i++) {
+        if (c->head[i] < '0' || c->head[i] > '9')
+            break;
+        stamp = stamp * 10 + (unsigned)(c->head[i] - '0');
+    }
+    if (i != 19) {
+        g.ps_stamp++;
+        return;
+    }
+    for (i = 20; i < 30; i++) {
+        if (c->head[i] < '0' || c->head[i] > '9')
+            break;
+        seq = seq * 10 + (c->head[i] - '0');
+    }
+    if (i != 30) {
+        g.ps_stamp++;
+        return;
+    }
+    if (seq != c->ps_next)
+        g.ps_order++;
+    c->ps_next = seq + 1;
+    if (t < stamp) {
+        g.ps_negative++;
+        t = stamp;
+    }
+    if (g.measuring) {
+        double ts = now_s();
+
+        h_add(&ps_lat, (t - stamp) / 1000u);
+        if (!g.deliveries)
+            fan_first = ts;
+        fan_last = ts;
+    }
+    g.deliveries++;
+}
 
 static void mode_on_open(conn_t *c)
 {
@@ -1633,6 +1746,9 @@ static void mode_on_message(conn_t *c, int opcode, uint64_t len)
             g.idle_ok++;
         }
         break;
+    case M_PUBSUB:
+        pubsub_message(c, opcode, len);
+        break;
     case M_FANOUT: {
         double t = now_s();
 
@@ -1679,6 +1795,129 @@ static void sync_point(const char *mine, const char *theirs)
     }
 }
 
+/* pubsub: waits until the subscribers have `want` deliveries, nothing
+ * new came for 5 s, or the run's deadline. */
+static void pubsub_wait(long want, double t0)
+{
+    while (g.deliveries < want && now_s() < deadline_all) {
+        poll_once(10);
+        if (now_s() - (g.deliveries && fan_last > t0 ? fan_last : t0) > 5)
+            break;
+    }
+}
+
+static long ps_subs;           /* subscribers open at the burst */
+static long ps_warm_lost;      /* warm-up deliveries that never came */
+static long ps_whoami_missing; /* subscribers that did not answer */
+static int ps_procs;           /* distinct "pid N" answers */
+static char ps_spread[256];    /* subscribers per process, largest first */
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+
+    return (x > y) - (x < y);
+}
+
+static int cmp_long_desc(const void *a, const void *b)
+{
+    return cmp_long(b, a);
+}
+
+/* Ask every subscriber "whoami" and count the processes that hold them. */
+static void pubsub_whoami(void)
+{
+    long *pids, *per, n = 0, np = 0, i;
+    double end;
+    size_t off = 0;
+
+    for (i = 0; i < opt.conns; i++) {
+        conn_t *c = &conns[i];
+
+        if (c->st != C_OPEN)
+            continue;
+        c->whoami = 1;
+        put_frame(c, 1, (const uint8_t *)"whoami", 6);
+        if (flush(c) < 0)
+            conn_finish(c, 1);
+        n++;
+    }
+    end = now_s() + 10;
+    while (g.ps_whoami < n && now_s() < end && now_s() < deadline_all)
+        poll_once(10);
+    pids = calloc((size_t)n + 1, sizeof(long));
+    per = calloc((size_t)n + 1, sizeof(long));
+    if (!pids || !per)
+        die("out of memory");
+    for (n = 0, i = 0; i < opt.conns; i++) {
+        if (conns[i].whoami == 1)
+            ps_whoami_missing++;
+        else if (conns[i].whoami == 2 && conns[i].pid > 0)
+            pids[n++] = conns[i].pid;
+    }
+    qsort(pids, (size_t)n, sizeof(long), cmp_long);
+    for (i = 0; i < n; i++) {
+        if (!i || pids[i] != pids[i - 1])
+            per[np++] = 0;
+        per[np - 1]++;
+    }
+    ps_procs = (int)np;
+    qsort(per, (size_t)np, sizeof(long), cmp_long_desc);
+    for (i = 0; i < np && off + 24 < sizeof(ps_spread); i++)
+        off += (size_t)snprintf(ps_spread + off, sizeof(ps_spread) - off,
+                                "%s%ld", i ? "+" : "", per[i]);
+    free(pids);
+    free(per);
+}
+
+/* pubsub: the warm-up bursts, then the measured one, between s0 and s1. */
+static void pubsub_run(sstat_t *s0, sstat_t *s1, int have_s, double *t_m0,
+                       double *t_m1)
+{
+    conn_t *pub = &conns[opt.conns];
+    char cmd[64];
+    int len, w;
+    long i;
+
+    pubsub_whoami();
+    for (i = 0; i < opt.conns; i++)
+        ps_subs += conns[i].st == C_OPEN;
+    *t_m0 = *t_m1 = now_s();
+    if (pub->st != C_OPEN)
+        return;
+    len = snprintf(cmd, sizeof(cmd), "burst 1 %zu", opt.size);
+    for (w = 0; w < opt.warm_bursts; w++) {
+        double t0 = now_s();
+
+        g.deliveries = 0;
+        put_frame(pub, 1, (const uint8_t *)cmd, (size_t)len);
+        if (flush(pub) < 0)
+            conn_finish(pub, 1);
+        pubsub_wait(ps_subs, t0);
+        if (g.deliveries < ps_subs)
+            ps_warm_lost += ps_subs - g.deliveries;
+        for (i = 0; i < opt.conns; i++)
+            conns[i].ps_next = 0;
+    }
+    if (pub->st != C_OPEN)
+        return;
+    g.deliveries = 0;
+    fan_expect = ps_subs * opt.burst;
+    len = snprintf(cmd, sizeof(cmd), "burst %ld %zu", opt.burst, opt.size);
+    if (have_s)
+        server_stats(s0);
+    g.measuring = 1;
+    fan_t0 = *t_m0 = now_s();
+    put_frame(pub, 1, (const uint8_t *)cmd, (size_t)len);
+    if (flush(pub) < 0)
+        conn_finish(pub, 1);
+    pubsub_wait(fan_expect, fan_t0);
+    *t_m1 = g.deliveries ? fan_last : now_s();
+    g.measuring = 0;
+    if (have_s)
+        server_stats(s1);
+}
+
 /* ------------------------------------------------------------ reporting */
 
 static void json_str(FILE *f, const char *key, const char *v)
@@ -1712,7 +1951,7 @@ static void usage(void)
 "  --host H            server address (127.0.0.1)\n"
 "  --port P            server port\n"
 "  --path /P           request path (/)\n"
-"  --mode M            echo | churn | idle | fanout (echo)\n"
+"  --mode M            echo | churn | idle | fanout | pubsub (echo)\n"
 "  -c, --connections N connections (churn: at once) (1)\n"
 "  --inflight K        echo: messages in flight per connection (1)\n"
 "  --size BYTES        message payload size (64)\n"
@@ -1722,7 +1961,11 @@ static void usage(void)
 "  --warmup S          echo/churn: seconds before measuring (0.5)\n"
 "  --max-duration S    hard limit of the whole run (60)\n"
 "  --hold S            idle: seconds to hold the connections (5)\n"
-"  --burst K           fanout: messages per connection (10)\n"
+"  --burst K           fanout, pubsub: messages per connection (10)\n"
+"  --pub-port P        pubsub: the publisher connection's port (--port)\n"
+"  --pub-path /P       pubsub: its request path (--path)\n"
+"  --warm-bursts N     pubsub: bursts of 1 message, each awaited by every\n"
+"                      subscriber, before the measured one (1)\n"
 "  --open-concurrency N  handshakes under way at once (256)\n"
 "  --server-pid PID    server process (repeatable; its descendants too)\n"
 "  --sync PREFIX       create PREFIX.ready then wait for PREFIX.go before\n"
@@ -1762,7 +2005,8 @@ int main(int argc, char **argv)
         { "deflate", 0, 0, 'D' }, { "deflate-offer", 1, 0, 'F' },
         { "deflate-level", 1, 0, 'L' }, { "deflate-memlevel", 1, 0, 'M' },
         { "deflate-takeover", 0, 0, 'N' }, { "prime", 0, 0, 'R' },
-        { "json-sample", 0, 0, 'j' },
+        { "json-sample", 0, 0, 'j' }, { "pub-port", 1, 0, 'u' },
+        { "pub-path", 1, 0, 'U' }, { "warm-bursts", 1, 0, 'W' },
         { 0, 0, 0, 0 }
     };
     int ch, i;
@@ -1783,7 +2027,7 @@ int main(int argc, char **argv)
         case 'p': opt.port = atoi(optarg); break;
         case 'P': opt.path = optarg; break;
         case 'm':
-            for (i = 0; i < 4; i++)
+            for (i = 0; i < N_MODES; i++)
                 if (!strcmp(optarg, mode_names[i]))
                     opt.mode = (enum mode)i;
             if (strcmp(optarg, mode_names[opt.mode]))
@@ -1819,6 +2063,9 @@ int main(int argc, char **argv)
         case 'N': opt.deflate_takeover = 1; break;
         case 'R': opt.prime = 1; break;
         case 'j': json_sample = 1; break;
+        case 'u': opt.pub_port = atoi(optarg); break;
+        case 'U': opt.pub_path = optarg; break;
+        case 'W': opt.warm_bursts = atoi(optarg); break;
         default: usage();
         }
     }
@@ -1828,6 +2075,15 @@ int main(int argc, char **argv)
         || opt.deflate_memlevel < 1 || opt.deflate_memlevel > 9
         || strlen(opt.deflate_offer) > 200 || strpbrk(opt.deflate_offer, "\r\n"))
         usage();
+    if (!opt.pub_port)
+        opt.pub_port = opt.port;
+    if (!opt.pub_path)
+        opt.pub_path = opt.path;
+    if (opt.mode == M_PUBSUB
+        && (opt.size < PS_STAMP || opt.binary || opt.json || opt.verify
+            || opt.pub_port <= 0 || opt.warm_bursts < 0))
+        die("--mode pubsub: text messages of at least %d bytes (the stamp), "
+            "no --json/--verify/--binary", PS_STAMP);
     if (opt.json || opt.deflate)
         opt.verify = 1;
     if (opt.json && opt.binary)
@@ -1885,7 +2141,7 @@ int main(int argc, char **argv)
         opt.max_duration = 3600;
 
     /* File descriptors: one per connection, and a few. */
-    need = (rlim_t)opt.conns + 64;
+    need = (rlim_t)opt.conns + 65;
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < need) {
         rl.rlim_cur = need <= rl.rlim_max ? need : rl.rlim_max;
@@ -1908,13 +2164,16 @@ int main(int argc, char **argv)
     addr.sin_port = htons((uint16_t)opt.port);
     if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1)
         die("--host must be an IPv4 address, not '%s'", opt.host);
+    pub_addr = addr;
+    pub_addr.sin_port = htons((uint16_t)opt.pub_port);
     if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
         die("epoll_create1: %s", strerror(errno));
     rbuf = malloc(STASH_MAX + READ_SIZE);
     payload = malloc(opt.size ? opt.size : 1);
     for (i = 0; i < (int)opt.size; i++)
         payload[i] = opt.binary ? (uint8_t)rng64() : (uint8_t)('a' + i % 26);
-    nconns = opt.conns;
+    /* pubsub: the publisher is one more, the last. */
+    nconns = opt.conns + (opt.mode == M_PUBSUB);
     conns = calloc((size_t)nconns, sizeof(*conns));
     if (!rbuf || !payload || !conns)
         die("out of memory");
@@ -1923,6 +2182,7 @@ int main(int argc, char **argv)
         conns[i].idx = i;
         /* Spread the connections over the pool. */
         conns[i].pool_next = (int)((unsigned)i * 37u % POOL);
+        conns[i].is_pub = opt.mode == M_PUBSUB && i == opt.conns;
         if (opt.mode == M_ECHO
             && !(conns[i].ts = calloc((size_t)opt.inflight, 8)))
             die("out of memory");
@@ -2067,6 +2327,9 @@ int main(int argc, char **argv)
                    && now_s() < deadline_all + 20)
                 poll_once(10);
             t_m1 = now_s();
+        }
+        else if (opt.mode == M_PUBSUB) {
+            pubsub_run(&s0, &s1, have_s, &t_m0, &t_m1);
         }
         else {  /* fanout */
             char cmd[64];
@@ -2216,6 +2479,40 @@ int main(int argc, char **argv)
                 errors += g.opened - g.prime_ok;
             }
         }
+        else if (opt.mode == M_PUBSUB) {
+            long miss = fan_expect - g.deliveries;
+
+            count = (double)g.deliveries;
+            rate = win > 0 ? count / win : 0;
+            json_num(o, "burst", (double)opt.burst);
+            json_num(o, "size", (double)opt.size);
+            json_num(o, "pub_port", opt.pub_port);
+            json_str(o, "pub_path", opt.pub_path);
+            json_num(o, "subscribers", (double)ps_subs);
+            json_num(o, "sub_processes", ps_procs);
+            json_str(o, "sub_spread", ps_spread);
+            json_num(o, "expected", (double)fan_expect);
+            json_num(o, "deliveries", count);
+            json_num(o, "missing", (double)miss);
+            json_num(o, "deliveries_per_s", rate);
+            json_num(o, "first_delivery_us",
+                     g.deliveries ? (fan_first - fan_t0) * 1e6 : 0);
+            json_num(o, "lat_p50_us", h_pct(&ps_lat, 0.50));
+            json_num(o, "lat_p90_us", h_pct(&ps_lat, 0.90));
+            json_num(o, "lat_p99_us", h_pct(&ps_lat, 0.99));
+            json_num(o, "lat_max_us", (double)ps_lat.max);
+            json_num(o, "lat_mean_us",
+                     ps_lat.n ? ps_lat.sum / (double)ps_lat.n : 0);
+            json_num(o, "order_errors", (double)g.ps_order);
+            json_num(o, "stamp_errors", (double)g.ps_stamp);
+            json_num(o, "negative_latency", (double)g.ps_negative);
+            json_num(o, "pub_received", (double)g.ps_pub_recv);
+            json_num(o, "warm_bursts", opt.warm_bursts);
+            json_num(o, "warm_lost", (double)ps_warm_lost);
+            json_num(o, "whoami_missing", (double)ps_whoami_missing);
+            errors += (miss < 0 ? -miss : miss) + g.ps_order + g.ps_stamp
+                      + ps_warm_lost + ps_whoami_missing;
+        }
         else {
             count = (double)g.deliveries;
             rate = win > 0 ? count / win : 0;
@@ -2284,6 +2581,14 @@ int main(int argc, char **argv)
                      sbase.rss_kb, s1.rss_kb, g.opened
                      ? (double)(s1.rss_kb - sbase.rss_kb) * 1024.0
                        / (double)g.opened : 0, errors);
+        else if (opt.mode == M_PUBSUB)
+            snprintf(human, sizeof(human),
+                     "pubsub %ld subs (%d procs: %s) x %ld: %ld/%ld delivered "
+                     "in %.3f s = %.0f deliveries/s, p50 %.0f us, p99 %.0f us, "
+                     "%ld out of order, %ld errors", ps_subs, ps_procs,
+                     ps_spread[0] ? ps_spread : "-", opt.burst, g.deliveries,
+                     fan_expect, win, rate, h_pct(&ps_lat, 0.5),
+                     h_pct(&ps_lat, 0.99), g.ps_order, errors);
         else
             snprintf(human, sizeof(human),
                      "fanout %ld conns x %ld: %ld/%ld delivered in %.3f s = "
