@@ -1,33 +1,39 @@
-/* chat: a chat room per <Location>. Every text message a client sends goes
- * to everyone in the room, the sender included, as a JSON object naming
- * the sender; joins and leaves are announced; a newcomer gets the last few
- * messages. The protocol (one JSON object per WebSocket text message) and
- * the settings are in README.md.
+/* chat: chat rooms on topics. Each <Location> that names the plugin has a
+ * room, and more chosen by the query string (?room=NAME). Every text
+ * message a client sends goes to everyone in its room, the sender
+ * included, as a JSON object naming the sender; joins and leaves are
+ * announced; a newcomer gets the last few messages. The protocol (one JSON
+ * object per WebSocket text message) and the settings are in README.md.
  *
- * A room lives in one httpd child process: clients served by different
- * processes do not see each other. Run the chat's server with one child
- * (event or worker MPM, ServerLimit 1) or put a message bus behind it.
+ * A room is a topic (mod_websocket_plugin.h): mws_location() alone, or
+ * mws_location() + "/" + NAME. Members subscribe to it, and what the room
+ * hears (message, join, leave) is formatted once and published to it, so
+ * it reaches the members served by every child process of this httpd,
+ * and of other hosts joined by WebSocketRedis. What goes to one client
+ * (welcome, history, error) is sent to it directly.
+ *
+ * Each process keeps its own copy of what rooms said, from
+ * on_topic_message, which sees every room message published anywhere
+ * while the process runs, its own included, so that a newcomer here gets
+ * what was said in its room wherever it was said. A room keeps at most
+ * its history setting's messages and ROOM_HISTORY_BYTES of them; of the
+ * rooms that no connection of the process is in, the least recently used
+ * are dropped while there are more than ROOMS_IDLE_MAX of them or all
+ * rooms' history passes HISTORY_BYTES_MAX.
  *
  * Threads and locks. Each connection's callbacks run on its own thread,
- * so on_open, on_message and on_close of different clients run at the same
- * time. Two kinds of lock, always taken in this order:
+ * and on_topic_message on whichever thread publishes, or on the module's
+ * bus thread for what other processes publish; all at the same time. One
+ * lock, 'lock', guards every room: the table, the idle list, each room's
+ * members count, history and guest counter. It is held only to copy
+ * bytes: mws_send() and mws_subscribe() may be called with it held (they
+ * take the module's own locks, which the module never holds while it
+ * calls us), but never mws_publish(), which calls on_topic_message on the
+ * same thread, and so takes it again.
  *
- *   rooms_lock   the list of rooms (taken alone, briefly, to find a room)
- *   room->lock   one room: its members, its history, its guest counter
- *
- * and, inside mws_send() and mws_close(), the module's own per-connection
- * lock, which the module never holds while it calls us. A message is
- * formatted outside any lock, then sent to every member with room->lock
- * held, so every member sees the room's messages in the same order. Sends
- * only queue, never wait for a client: a slow client's queue fills up to
- * WebSocketQueueLimit, and a message that does not fit closes that client
- * (1008, or as WebSocketQueuePolicy says) instead of stalling the others or
- * growing without bound.
- *
- * Handles: a member's handle is used by other threads only while the
- * member is in its room's list, under room->lock, and on_close takes it
- * out before it returns, which is as long as a handle stays valid. So no
- * mws_hold() is needed.
+ * Handles: other threads never use a member's handle; a room is never
+ * freed while it has members, so a member's room pointer stays valid
+ * until its on_close.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,9 +44,18 @@
 
 #include <mod_websocket_plugin.h>
 
-#define DEFAULT_NAME_MAX   32
-#define DEFAULT_HISTORY    20
-#define DEFAULT_MAX_TEXT   4096
+#define DEFAULT_NAME_MAX    32
+#define DEFAULT_HISTORY     20
+#define DEFAULT_MAX_TEXT    4096
+/* WebSocketTopicMessageLimit's most: a longer text could not be
+ * published. */
+#define MAX_TEXT_LIMIT      65536
+#define ROOM_NAME_MAX       64
+/* What a process keeps for rooms that none of its connections is in. */
+#define ROOMS_IDLE_MAX      1000
+#define ROOM_HISTORY_BYTES  (128 * 1024)
+#define HISTORY_BYTES_MAX   (32 * 1024 * 1024)
+#define BUCKETS             1024
 
 /* ---- a growing string ---- */
 
@@ -198,42 +213,59 @@ static int hexval(char c)
     return -1;
 }
 
-/* The name from the first "name=" of the query string, percent-decoded
- * ('+' is a space, as HTML forms send it), made safe: bytes that are not
- * UTF-8 become U+FFFD, blank_in_name() characters a space, spaces trimmed
- * at both ends, at most name_max characters (never a character cut in
- * two). Empty when there is no usable name. Appended to out as UTF-8. */
-static void name_from_query(const char *query, size_t name_max, buf_t *out)
+/* The value of the first "key=" parameter of the query string,
+ * percent-decoded ('+' is a space, as HTML forms send it): 1 with *out a
+ * malloc'd copy of *n bytes (which may hold any byte, NUL included) that
+ * the caller frees, 0 when there is none, -1 when out of memory. */
+static int query_param(const char *query, const char *key, unsigned char **out,
+                       size_t *n)
 {
     const char *p = query, *end;
+    size_t key_len = strlen(key);
     unsigned char *raw;
-    size_t n = 0, i, used, chars = 0;
-    char enc[4];
-    long cp;
     int hi, lo;
 
-    while (p && strncmp(p, "name=", 5)) {
+    while (p && (strncmp(p, key, key_len) || p[key_len] != '=')) {
         p = strchr(p, '&');
         p = p ? p + 1 : NULL;
     }
     if (!p)
-        return;
-    p += 5;
+        return 0;
+    p += key_len + 1;
     end = strchr(p, '&');
     end = end ? end : p + strlen(p);
     if (!(raw = malloc((size_t)(end - p) + 1)))
-        return;
+        return -1;
+    *n = 0;
     while (p < end) {
         if (*p == '%' && end - p >= 3 && (hi = hexval(p[1])) >= 0
             && (lo = hexval(p[2])) >= 0) {
-            raw[n++] = (unsigned char)(hi << 4 | lo);
+            raw[(*n)++] = (unsigned char)(hi << 4 | lo);
             p += 3;
         }
         else {
-            raw[n++] = *p == '+' ? ' ' : (unsigned char)*p;
+            raw[(*n)++] = *p == '+' ? ' ' : (unsigned char)*p;
             p++;
         }
     }
+    *out = raw;
+    return 1;
+}
+
+/* The name from the first "name=" of the query string, decoded by
+ * query_param() and made safe: bytes that are not UTF-8 become U+FFFD,
+ * blank_in_name() characters a space, spaces trimmed at both ends, at most
+ * name_max characters (never a character cut in two). Empty when there is
+ * no usable name. Appended to out as UTF-8. */
+static void name_from_query(const char *query, size_t name_max, buf_t *out)
+{
+    unsigned char *raw;
+    size_t n, i, used, chars = 0;
+    char enc[4];
+    long cp;
+
+    if (query_param(query, "name", &raw, &n) != 1)
+        return;
     for (i = 0; i < n && chars < name_max; i += used) {
         cp = utf8_decode(raw + i, n - i, &used);
         if (cp < 0)
@@ -250,135 +282,231 @@ static void name_from_query(const char *query, size_t name_max, buf_t *out)
     free(raw);
 }
 
-/* ---- rooms ---- */
+/* The room's topic for a query string into *topic (malloc'd): the
+ * location's own without a "room=" parameter, location + "/" + NAME with
+ * a valid one (1 to ROOM_NAME_MAX characters of A-Z a-z 0-9 _ . -, after
+ * percent-decoding). 0, or the HTTP status to refuse with: 400 for a
+ * room= that is not a valid name, 503 when out of memory. */
+static int topic_from_query(const char *location, const char *query,
+                            char **topic)
+{
+    unsigned char *room = NULL;
+    size_t n = 0, i, loc_len = strlen(location);
+    int found = query ? query_param(query, "room", &room, &n) : 0;
 
-typedef struct member member_t;
+    if (found < 0)
+        return 503;
+    if (found && (n == 0 || n > ROOM_NAME_MAX)) {
+        free(room);
+        return 400;
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char c = room[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+            free(room);
+            return 400;
+        }
+    }
+    if ((*topic = malloc(loc_len + 1 + n + 1))) {
+        memcpy(*topic, location, loc_len + 1);
+        if (found) {
+            (*topic)[loc_len] = '/';
+            memcpy(*topic + loc_len + 1, room, n);
+            (*topic)[loc_len + 1 + n] = '\0';
+        }
+    }
+    free(room);
+    return *topic ? 0 : 503;
+}
+
+/* ---- rooms ---- */
 
 typedef struct {
     char *data;                 /* a {"type":"message",...} object */
     size_t len;
 } line_t;
 
+/* Everything here is under 'lock'. */
 typedef struct room {
-    struct room *next;          /* under rooms_lock */
-    char *name;                 /* the <Location>; set once */
-
-    pthread_mutex_t lock;       /* guards everything below */
-    member_t *members;
-    unsigned long online;
+    struct room *chain;         /* in its bucket of the table */
+    struct room *newer, *older; /* in the idle list, while members is 0 */
+    char *topic;                /* set once */
+    size_t members;             /* connections of this process in it */
     unsigned long guests;       /* numbers guest names */
     line_t *history;            /* ring of history_max lines */
-    size_t history_max, history_len, history_first;
+    size_t history_max, history_len, history_first, history_bytes;
 } room_t;
 
-struct member {
-    member_t *next, *prev;      /* in room->members, under room->lock */
+typedef struct {
     room_t *room;
     mws_conn_t *conn;
     size_t max_text;            /* this connection's setting */
     char *name_json;            /* the name, a quoted JSON string */
-};
+} member_t;
 
-static pthread_mutex_t rooms_lock = PTHREAD_MUTEX_INITIALIZER;
-static room_t *rooms;           /* under rooms_lock */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static room_t *table[BUCKETS];
+static room_t *idle_newest, *idle_oldest;
+static size_t idle_count;
+static size_t history_total;    /* history bytes of every room */
+static int exiting;             /* process_exit has run */
 
-/* The room of a <Location>, made on first use with that connection's
- * history setting. Rooms last as long as the process (there is one per
- * <Location> that names the plugin), so their history outlives a moment
- * when nobody is in. NULL when out of memory. */
-static room_t *room_get(const char *name, size_t history_max)
+/* How a room message starts (see on_message): what on_topic_message
+ * keeps. */
+static const char message_head[] = "{\"type\":\"message\",\"from\":";
+
+static room_t **bucket(const char *topic)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a */
+
+    while (*topic)
+        h = (h ^ (unsigned char)*topic++) * 16777619u;
+    return &table[h % BUCKETS];
+}
+
+static room_t *room_find_locked(const char *topic)
 {
     room_t *room;
 
-    pthread_mutex_lock(&rooms_lock);
-    for (room = rooms; room; room = room->next)
-        if (!strcmp(room->name, name))
-            break;
-    if (!room && (room = calloc(1, sizeof(*room)))) {
-        room->name = strdup(name);
-        room->history_max = history_max;
-        room->history = history_max ? calloc(history_max, sizeof(line_t))
-                                    : NULL;
-        if (!room->name || (history_max && !room->history)) {
-            free(room->name);
-            free(room);
-            room = NULL;
-        }
-        else {
-            pthread_mutex_init(&room->lock, NULL);
-            room->next = rooms;
-            rooms = room;
-        }
+    for (room = *bucket(topic); room; room = room->chain)
+        if (!strcmp(room->topic, topic))
+            return room;
+    return NULL;
+}
+
+/* The newest of the idle list: a room nobody here is in. */
+static void idle_push_locked(room_t *room)
+{
+    room->older = idle_newest;
+    room->newer = NULL;
+    if (idle_newest)
+        idle_newest->newer = room;
+    else
+        idle_oldest = room;
+    idle_newest = room;
+    idle_count++;
+}
+
+static void idle_remove_locked(room_t *room)
+{
+    if (room->newer)
+        room->newer->older = room->older;
+    else
+        idle_newest = room->older;
+    if (room->older)
+        room->older->newer = room->newer;
+    else
+        idle_oldest = room->newer;
+    room->newer = room->older = NULL;
+    idle_count--;
+}
+
+static void history_drop_oldest_locked(room_t *room)
+{
+    line_t *l = &room->history[room->history_first];
+
+    room->history_bytes -= l->len;
+    history_total -= l->len;
+    free(l->data);
+    l->data = NULL;
+    room->history_first = (room->history_first + 1) % room->history_max;
+    room->history_len--;
+}
+
+/* A new idle room, in the table; NULL when out of memory. */
+static room_t *room_new_locked(const char *topic)
+{
+    room_t *room = calloc(1, sizeof(*room));
+    room_t **b = bucket(topic);
+
+    if (!room || !(room->topic = strdup(topic))) {
+        free(room);
+        return NULL;
     }
-    pthread_mutex_unlock(&rooms_lock);
+    room->chain = *b;
+    *b = room;
+    idle_push_locked(room);
     return room;
 }
 
-/* Queue a message to one member. A client whose queue is full cannot keep
- * up with the room; under WebSocketQueuePolicy refuse it would silently
- * miss messages, so it is closed (the close policies have already done
- * so). */
-static void send_locked(member_t *m, const buf_t *msg)
+/* An idle room out of the table, and freed. */
+static void room_free_locked(room_t *room)
 {
-    if (mws_send_text(m->conn, msg->data, msg->len) == MWS_SEND_REFUSED)
-        mws_close(m->conn, 1008, "too slow");
+    room_t **link = bucket(room->topic);
+
+    while (*link != room)
+        link = &(*link)->chain;
+    *link = room->chain;
+    idle_remove_locked(room);
+    while (room->history_len)
+        history_drop_oldest_locked(room);
+    free(room->history);
+    free(room->topic);
+    free(room);
 }
 
-/* One mws_send_many() for the room: the module stores the message once,
- * and compresses it once for all the members that share its deflate
- * parameters. */
-static void broadcast_locked(room_t *room, const buf_t *msg)
+/* Drops the least recently used idle rooms while there are too many or
+ * all rooms' history is too large. */
+static void trim_locked(void)
 {
-    mws_conn_t **conns = malloc(room->online * sizeof(*conns));
-    mws_send_result_e *results = malloc(room->online * sizeof(*results));
-    member_t *m;
-    size_t n = 0, i;
-
-    if (!conns || !results) {
-        for (m = room->members; m; m = m->next)
-            send_locked(m, msg);
-    }
-    else {
-        for (m = room->members; m; m = m->next)
-            conns[n++] = m->conn;
-        mws_send_many(conns, n, MWS_TEXT, msg->data, msg->len, results);
-        for (i = 0; i < n; i++)
-            if (results[i] == MWS_SEND_REFUSED)
-                mws_close(conns[i], 1008, "too slow");
-    }
-    free(conns);
-    free(results);
+    while (idle_oldest && (idle_count > ROOMS_IDLE_MAX
+                           || history_total > HISTORY_BYTES_MAX))
+        room_free_locked(idle_oldest);
 }
 
-/* Keeps its own copy of a message object for newcomers. */
-static void history_add_locked(room_t *room, const buf_t *msg)
+/* Makes the ring hold max lines, keeping the newest. On allocation
+ * failure the ring stays as it was. */
+static void history_resize_locked(room_t *room, size_t max)
+{
+    line_t *ring = max ? calloc(max, sizeof(*ring)) : NULL;
+    size_t i;
+
+    if (max && !ring)
+        return;
+    while (room->history_len > max)
+        history_drop_oldest_locked(room);
+    for (i = 0; i < room->history_len; i++)
+        ring[i] = room->history[(room->history_first + i)
+                                % room->history_max];
+    free(room->history);
+    room->history = ring;
+    room->history_max = max;
+    room->history_first = 0;
+}
+
+/* Keeps its own copy of a message object for newcomers: at most
+ * history_max of them and ROOM_HISTORY_BYTES in all, the oldest going
+ * first. */
+static void history_add_locked(room_t *room, const void *data, size_t len)
 {
     line_t *slot;
     char *copy;
 
-    if (!room->history_max || !(copy = malloc(msg->len)))
+    if (!room->history_max || len > ROOM_HISTORY_BYTES
+        || !(copy = malloc(len)))
         return;
-    memcpy(copy, msg->data, msg->len);
-    if (room->history_len == room->history_max) {
-        slot = &room->history[room->history_first];
-        free(slot->data);
-        room->history_first = (room->history_first + 1) % room->history_max;
-    }
-    else {
-        slot = &room->history[(room->history_first + room->history_len)
-                              % room->history_max];
-        room->history_len++;
-    }
+    memcpy(copy, data, len);
+    while (room->history_len == room->history_max
+           || room->history_bytes + len > ROOM_HISTORY_BYTES)
+        history_drop_oldest_locked(room);
+    slot = &room->history[(room->history_first + room->history_len)
+                          % room->history_max];
     slot->data = copy;
-    slot->len = msg->len;
+    slot->len = len;
+    room->history_len++;
+    room->history_bytes += len;
+    history_total += len;
 }
 
-/* {"type":"history","messages":[...]}, oldest first. A history larger than
- * the newcomer's queue limit is skipped rather than closing it. */
-static void send_history_locked(room_t *room, member_t *m)
+/* {"type":"history","messages":[...]}, oldest first. 0 when the
+ * connection's queue refused it. */
+static int send_history_locked(room_t *room, mws_conn_t *conn)
 {
     buf_t msg = { 0 };
     size_t i;
+    int ok;
 
     buf_str(&msg, "{\"type\":\"history\",\"messages\":[");
     for (i = 0; i < room->history_len; i++) {
@@ -389,9 +517,10 @@ static void send_history_locked(room_t *room, member_t *m)
         buf_add(&msg, l->data, l->len);
     }
     buf_str(&msg, "]}");
-    if (!msg.failed)
-        mws_send_text(m->conn, msg.data, msg.len);
+    ok = !msg.failed
+        && mws_send_text(conn, msg.data, msg.len) == MWS_SEND_QUEUED;
     free(msg.data);
+    return ok;
 }
 
 /* A notice with the member's name: {"type":"join","name":"bob"}. */
@@ -402,6 +531,16 @@ static void notice(buf_t *msg, const char *type, const member_t *m)
     buf_str(msg, "\",\"name\":");
     buf_str(msg, m->name_json);
     buf_str(msg, "}");
+}
+
+/* Formats once and publishes to the member's room, wherever its members
+ * are. -1 when it could not be published. Never with 'lock' held. */
+static int publish(const member_t *m, const buf_t *msg)
+{
+    if (msg->failed)
+        return -1;
+    return mws_publish(m->conn, m->room->topic, MWS_TEXT, msg->data,
+                       msg->len);
 }
 
 /* An {"type":"error","text":"..."} to one client. */
@@ -419,9 +558,17 @@ static void send_error(mws_conn_t *conn, const char *text)
 
 /* ---- settings ---- */
 
+/* Writes one line to httpd's main error log, where a plugin's stderr
+ * goes, the first time *warned is set in this process. */
+#define WARN_ONCE(warned, ...) do {                                       \
+        if (!__atomic_exchange_n((warned), 1, __ATOMIC_RELAXED)) {        \
+            fprintf(stderr, __VA_ARGS__);                                 \
+            fflush(stderr); /* httpd's daemon leaves stderr buffered */   \
+        }                                                                 \
+    } while (0)
+
 /* A whole number setting within min..max, or def (with one line in the
- * error log per process and key: a plugin's stderr goes to httpd's main
- * error log). */
+ * error log per process and key). */
 static long setting(mws_conn_t *conn, const char *key, long def, long min,
                     long max, int *warned)
 {
@@ -435,12 +582,9 @@ static long setting(mws_conn_t *conn, const char *key, long def, long min,
     v = strtol(value, &end, 10);
     if (end != value && !*end && !errno && v >= min && v <= max)
         return v;
-    if (!__atomic_exchange_n(warned, 1, __ATOMIC_RELAXED)) {
-        fprintf(stderr, "chat: %s: WebSocketSetting %s \"%s\" is not a whole "
-                "number from %ld to %ld; using %ld\n", mws_location(conn),
-                key, value, min, max, def);
-        fflush(stderr);     /* httpd's daemon leaves stderr buffered */
-    }
+    WARN_ONCE(warned, "chat: %s: WebSocketSetting %s \"%s\" is not a whole "
+              "number from %ld to %ld; using %ld\n", mws_location(conn), key,
+              value, min, max, def);
     return def;
 }
 
@@ -452,77 +596,109 @@ static void member_free(member_t *m)
     free(m);
 }
 
-/* Into the room: the newcomer first learns its name, then the history,
- * then hears its own join with everyone else. All of it queues before the
- * 101 is sent and leaves right after it. */
-static void join_locked(room_t *room, member_t *m)
+/* Into the room, with 'lock' held: the newcomer first learns its name,
+ * then the history, and subscribes last. Subscribing after the history
+ * was copied, under the lock that on_topic_message takes before the
+ * module delivers a message to the subscribers, means that no message is
+ * missed: one that on_topic_message kept before is in the history, and
+ * one it keeps after comes live, after the history. (One being delivered
+ * at that very moment may come both ways.) All of it queues before the
+ * 101 is sent and leaves right after it. 0, or the HTTP status to refuse
+ * with: 503 when its queue cannot take the welcome or the history, 500
+ * when it cannot subscribe. */
+static int join_locked(room_t *room, member_t *m, size_t history)
 {
     buf_t msg = { 0 };
-    char online[40];
+    int refused;
 
-    m->next = room->members;
-    if (room->members)
-        room->members->prev = m;
-    room->members = m;
-    room->online++;
-
-    snprintf(online, sizeof(online), ",\"online\":%lu}", room->online);
+    if (room->history_max != history)
+        history_resize_locked(room, history);
     buf_str(&msg, "{\"type\":\"welcome\",\"name\":");
     buf_str(&msg, m->name_json);
     buf_str(&msg, ",\"room\":");
-    buf_json(&msg, room->name, strlen(room->name));
-    buf_str(&msg, online);
-    if (!msg.failed)
-        send_locked(m, &msg);
-    if (room->history_max)
-        send_history_locked(room, m);
-    msg.len = 0;
-    notice(&msg, "join", m);
-    if (!msg.failed)
-        broadcast_locked(room, &msg);
+    buf_json(&msg, room->topic, strlen(room->topic));
+    buf_str(&msg, "}");
+    refused = msg.failed
+        || mws_send_text(m->conn, msg.data, msg.len) != MWS_SEND_QUEUED;
     free(msg.data);
+    if (refused)
+        return 503;
+    /* A history that its queue refuses is left out: the newcomer stays,
+     * unless the refusal closed it (WebSocketQueuePolicy close-1008). */
+    if (history && !send_history_locked(room, m->conn))
+        refused = 1;
+    if (mws_subscribe(m->conn, room->topic))
+        return refused ? 503 : 500;
+    return 0;
 }
 
 static int on_open(mws_conn_t *conn)
 {
-    static int warned_name, warned_history, warned_text;
+    static int warned_name, warned_history, warned_text, warned_topic;
     size_t name_max = (size_t)setting(conn, "name_max", DEFAULT_NAME_MAX, 1,
                                       256, &warned_name);
     size_t history = (size_t)setting(conn, "history", DEFAULT_HISTORY, 0,
                                      1000, &warned_history);
-    room_t *room = room_get(mws_location(conn), history);
-    member_t *m = calloc(1, sizeof(*m));
-    buf_t name = { 0 }, json = { 0 };
+    size_t max_text = (size_t)setting(conn, "max_text", DEFAULT_MAX_TEXT, 1,
+                                      MAX_TEXT_LIMIT, &warned_text);
+    buf_t name = { 0 }, json = { 0 }, msg = { 0 };
+    member_t *m = NULL;
+    room_t *room = NULL;
+    char *topic = NULL;
     char guest[32];
+    int status;
 
-    if (!m || !room) {
-        free(m);
-        return 503;
-    }
+    if ((status = topic_from_query(mws_location(conn), mws_query(conn),
+                                   &topic)))
+        return status;
+    status = 503;
+    if (!(m = calloc(1, sizeof(*m))))
+        goto out;
     m->conn = conn;
-    m->room = room;
-    m->max_text = (size_t)setting(conn, "max_text", DEFAULT_MAX_TEXT, 1,
-                                  16L << 20, &warned_text);
+    m->max_text = max_text;
     if (mws_query(conn))
         name_from_query(mws_query(conn), name_max, &name);
 
-    pthread_mutex_lock(&room->lock);
+    pthread_mutex_lock(&lock);
+    if (exiting || (!(room = room_find_locked(topic))
+                    && !(room = room_new_locked(topic)))) {
+        pthread_mutex_unlock(&lock);
+        goto out;
+    }
+    if (room->members++ == 0)
+        idle_remove_locked(room);
+    m->room = room;
     if (!name.len) {
         snprintf(guest, sizeof(guest), "guest-%lu", ++room->guests);
         buf_str(&name, guest);
     }
     buf_json(&json, name.data, name.len);
-    free(name.data);
     m->name_json = json.data;
-    if (name.failed || json.failed) {
-        pthread_mutex_unlock(&room->lock);
-        member_free(m);
-        return 503;
+    status = name.failed || json.failed ? 503 : join_locked(room, m, history);
+    if (status && --room->members == 0) {
+        idle_push_locked(room);
+        trim_locked();
     }
-    join_locked(room, m);
-    pthread_mutex_unlock(&room->lock);
+    pthread_mutex_unlock(&lock);
+    if (status == 500)
+        WARN_ONCE(&warned_topic, "chat: %s: cannot subscribe to the topic "
+                  "%s (WebSocketTopicPrefix must allow it, and it must be at "
+                  "most 200 printable ASCII characters, no space); refusing "
+                  "with 500\n", mws_location(conn), topic);
+    if (status)
+        goto out;
+
     mws_set_data(conn, m);
-    return 0;
+    notice(&msg, "join", m);
+    publish(m, &msg);
+    free(msg.data);
+    m = NULL;
+out:
+    if (m)
+        member_free(m);
+    free(name.data);
+    free(topic);
+    return status;
 }
 
 static void on_message(mws_conn_t *conn, mws_type_e type, const void *data,
@@ -542,25 +718,52 @@ static void on_message(mws_conn_t *conn, mws_type_e type, const void *data,
     if (len == 0)
         return;
     /* The module has checked that text is UTF-8. */
-    buf_str(&msg, "{\"type\":\"message\",\"from\":");
+    buf_str(&msg, message_head);
     buf_str(&msg, m->name_json);
     buf_str(&msg, ",\"text\":");
     buf_json(&msg, data, len);
     buf_str(&msg, "}");
-    if (!msg.failed) {
-        pthread_mutex_lock(&m->room->lock);
-        history_add_locked(m->room, &msg);
-        broadcast_locked(m->room, &msg);
-        pthread_mutex_unlock(&m->room->lock);
-    }
+    /* Over WebSocketTopicMessageLimit once escaped, or the module's bus
+     * is full. */
+    if (publish(m, &msg))
+        send_error(conn, "message not sent");
     free(msg.data);
+}
+
+/* What the room says, from any process, before its members here get it:
+ * kept for newcomers. A room's messages are recognised by their start,
+ * whatever the topic, so that a process keeps the history of rooms none
+ * of its connections has joined yet (but that one may join). */
+static void on_topic_message(const char *topic, mws_type_e type,
+                             const void *data, size_t len)
+{
+    room_t *room;
+
+    if (type != MWS_TEXT || len < sizeof(message_head) - 1
+        || memcmp(data, message_head, sizeof(message_head) - 1))
+        return;
+    pthread_mutex_lock(&lock);
+    if (exiting)
+        room = NULL;
+    else if (!(room = room_find_locked(topic))
+             && (room = room_new_locked(topic)))
+        /* Until a member here brings its <Location>'s setting. */
+        history_resize_locked(room, DEFAULT_HISTORY);
+    if (room) {
+        history_add_locked(room, data, len);
+        if (!room->members) {
+            idle_remove_locked(room);
+            idle_push_locked(room);     /* used just now */
+        }
+        trim_locked();
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 static void on_close(mws_conn_t *conn, uint16_t code, const char *reason,
                      int clean)
 {
     member_t *m = mws_get_data(conn);
-    room_t *room;
     buf_t msg = { 0 };
 
     (void)code;
@@ -568,52 +771,32 @@ static void on_close(mws_conn_t *conn, uint16_t code, const char *reason,
     (void)clean;
     if (!m)
         return;
-    room = m->room;
+    /* Not to itself; then to everyone left, wherever they are. */
+    mws_unsubscribe(conn, m->room->topic);
     notice(&msg, "leave", m);
-    pthread_mutex_lock(&room->lock);
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        room->members = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    room->online--;
-    if (!msg.failed)
-        broadcast_locked(room, &msg);
-    pthread_mutex_unlock(&room->lock);
+    publish(m, &msg);
     free(msg.data);
+    pthread_mutex_lock(&lock);
+    if (--m->room->members == 0) {
+        idle_push_locked(m->room);
+        trim_locked();
+    }
+    pthread_mutex_unlock(&lock);
     mws_set_data(conn, NULL);
     member_free(m);
 }
 
-/* The process is exiting and its connections have closed: free the rooms.
- * A room that somehow still has members is left alone rather than freed
- * under them. */
+/* The process is exiting and its connections have closed: free the rooms,
+ * and keep nothing more (the bus may still deliver until the module
+ * closes it). A room that somehow still has members is left alone rather
+ * than freed under them. */
 static void process_exit(void)
 {
-    room_t *room, **link;
-    size_t i;
-
-    pthread_mutex_lock(&rooms_lock);
-    for (link = &rooms; (room = *link);) {
-        int busy;
-
-        pthread_mutex_lock(&room->lock);
-        busy = room->members != NULL;
-        pthread_mutex_unlock(&room->lock);
-        if (busy) {
-            link = &room->next;
-            continue;
-        }
-        *link = room->next;
-        for (i = 0; i < room->history_max; i++)
-            free(room->history[i].data);
-        free(room->history);
-        free(room->name);
-        pthread_mutex_destroy(&room->lock);
-        free(room);
-    }
-    pthread_mutex_unlock(&rooms_lock);
+    pthread_mutex_lock(&lock);
+    exiting = 1;
+    while (idle_oldest)
+        room_free_locked(idle_oldest);
+    pthread_mutex_unlock(&lock);
 }
 
 static const mws_plugin_t chat = {
@@ -623,6 +806,7 @@ static const mws_plugin_t chat = {
     .on_open = on_open,
     .on_message = on_message,
     .on_close = on_close,
+    .on_topic_message = on_topic_message,
 };
 
 MWS_PLUGIN_EXPORT const mws_plugin_t *chat_plugin(void)

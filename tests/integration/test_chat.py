@@ -1,36 +1,50 @@
-"""The chat handler (handlers/chat): rooms per <Location> within one httpd
-child, JSON messages, names from the query string, history, and a client
-that stops reading.
+"""The chat handler (handlers/chat): rooms on topics, served by several
+httpd children at once, JSON messages, names from the query string, rooms
+from the query string, history, and a client that stops reading.
 
-The server has a single child (StartServers 1, ServerLimit 1), as a chat
-room lives in one process, with 100 threads (each open WebSocket holds
-one) and Timeout 3, which bounds how long a write to a stalled client may
-block. It runs under the event and worker MPMs and event+ssl; prefork gives
-every connection a process of its own, so it has no rooms to test.
+Each room is a topic, so its members may be on any child process. The
+servers have several children and keep them: prefork with StartServers 4
+(every open WebSocket holds a process of its own, so N clients are N
+children: the strict proof that delivery crosses processes), and the
+worker and event MPMs (event+ssl too) with exactly three children of 40
+threads each (StartServers 3, ServerLimit 3). Which child serves a client
+is read from /proc: the child that holds the server end of the client's
+TCP connection. Timeout 3 bounds how long a write to a stalled client may
+block.
 
-- 50 python3-websockets clients in one room each send 3 messages: every
-  client gets every message, each sender's in order, and all in the same
-  order; joins of itself and later clients, leaves of those who go.
+- 50 python3-websockets clients in one room, spread over children (all 50
+  under prefork, at least two otherwise), each send 3 messages: every
+  client gets every message exactly once, each sender's in order; the
+  joins of itself and every later client, the leaves of those who go.
 - Names are percent-decoded, made valid UTF-8, cut at name_max characters
   (never inside one), escaped in valid JSON: ?name=%E2%9C%93%22x%22 is
   ✓"x", written as "✓\\"x\\"".
-- A late joiner gets the last `history` messages; `history 0` sends none;
-  a client of another <Location> is in another room and hears nothing.
+- ?room=NAME picks a room of the <Location> (its topic /loc/NAME, named in
+  the welcome); rooms, the location's own room and the same room name in
+  another <Location> hear nothing of each other, each across children,
+  and each keeps its own history. A room= that is not 1-64 characters of
+  [A-Za-z0-9_.-] refuses the handshake with 400; a <Location> whose
+  WebSocketTopicPrefix excludes its rooms refuses with 500 and says why.
+- A late joiner on another child than the speaker's gets the last
+  `history` messages, which that child kept from the topic; `history 0`
+  sends none.
 - Over max_text, binary and empty messages: an error object, the
-  connection stays.
+  connection stays; a message over WebSocketTopicMessageLimit once
+  escaped: "message not sent".
 - A client that never reads (4 KiB receive buffer) while three others chat
   4 KB messages: theirs keep arriving within a second, and the stalled one
-  is closed with 1008 when its queue (WebSocketQueueLimit 1M, close-1008)
-  is full, then leaves the room.
+  is closed with 1008 when its queue (WebSocketQueueLimit 1M,
+  WebSocketQueuePolicy close-1008, which the chat's README asks for) is
+  full, then leaves the room.
 - Members that agreed on permessage-deflate with different parameters (the
   shared mode's default, a 10-bit window) and one without it each get a
   room message, compressed as each agreed; those with the same parameters
-  get the same bytes (the module compresses once per set, see
-  mws_send_many()).
+  get the same bytes.
 """
 
 import asyncio
 import json
+import os
 import re
 import socket
 import time
@@ -43,19 +57,29 @@ import websockets
 import httpd
 import wsproto
 from conftest import KEEP, make_server
-from helpers import run_async
+from helpers import VARIANTS, run_async
 
-CHAT_VARIANTS = [("event", "event", False), ("worker", "worker", False),
-                 ("event+ssl", "event", True)]
+# Each open WebSocket holds a process under prefork (and a thread under
+# worker and the blocking driver): room for the 50 clients of the fan-out
+# and what the other tests hold. MaxSpareServers/MaxSpareThreads at the
+# whole pool: no child is stopped for being idle during a test.
+PREFORK = """
+StartServers 4
+MinSpareServers 4
+MaxSpareServers 80
+ServerLimit 80
+MaxRequestWorkers 80
+Timeout 3
+"""
 
-SINGLE_CHILD = """
-StartServers 1
-ServerLimit 1
-ThreadLimit 100
-ThreadsPerChild 100
-MaxRequestWorkers 100
+THREE_CHILDREN = """
+StartServers 3
+ServerLimit 3
+ThreadLimit 40
+ThreadsPerChild 40
+MaxRequestWorkers 120
 MinSpareThreads 1
-MaxSpareThreads 200
+MaxSpareThreads 120
 Timeout 3
 """
 
@@ -68,6 +92,7 @@ def chat_locations():
 <Location /fanout>
     WebSocketHandler {chat}
     WebSocketSetting history 0
+    WebSocketQueuePolicy close-1008
 </Location>
 <Location /names>
     WebSocketHandler {chat}
@@ -80,9 +105,21 @@ def chat_locations():
     WebSocketHandler {chat}
     WebSocketSetting history 5
 </Location>
+<Location /rooms>
+    WebSocketHandler {chat}
+    WebSocketSetting history 5
+</Location>
 <Location /limits>
     WebSocketHandler {chat}
     WebSocketSetting max_text 16
+</Location>
+<Location /tiny>
+    WebSocketHandler {chat}
+    WebSocketTopicMessageLimit 100
+</Location>
+<Location /guarded>
+    WebSocketHandler {chat}
+    WebSocketTopicPrefix /elsewhere
 </Location>
 <Location /junkchat>
     WebSocketHandler {chat}
@@ -104,8 +141,7 @@ def chat_locations():
 """.format(chat=chat)
 
 
-@pytest.fixture(scope="module", params=CHAT_VARIANTS,
-                ids=[v[0] for v in CHAT_VARIANTS])
+@pytest.fixture(scope="module", params=VARIANTS, ids=[v[0] for v in VARIANTS])
 def server(request):
     try:
         httpd.require_built("chat")
@@ -113,12 +149,59 @@ def server(request):
         pytest.fail(str(e), pytrace=False)
     _, mpm, tls = request.param
     srv = make_server(mpm, tls, extra=chat_locations(),
-                      server_config=SINGLE_CHILD, name="chat-" + mpm)
+                      server_config=PREFORK if mpm == "prefork"
+                      else THREE_CHILDREN, name="chat-" + mpm)
+    # Every child is up and on the topic bus before the first test.
+    want = 4 if mpm == "prefork" else 3
+    deadline = time.monotonic() + 10
+    while len(srv.child_pids()) < want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(srv.child_pids()) >= want, srv.child_pids()
+    time.sleep(0.5)
     yield srv
     try:
         srv.stop()
     finally:
         srv.cleanup(keep=KEEP)
+
+
+# ------------------------------------------------------------ helpers
+
+def serving_child(server, client_port):
+    """The pid of the httpd child holding the server end of the TCP
+    connection from 127.0.0.1:client_port, from /proc/net/tcp (its
+    inode) and /proc/PID/fd; None if no child holds it."""
+    local = "0100007F:%04X" % server.port
+    remote = "0100007F:%04X" % client_port
+    inode = None
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                inode = fields[9]
+    if not inode or inode == "0":
+        return None
+    target = "socket:[%s]" % inode
+    for pid in server.child_pids():
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def child_of(server, ws):
+    """The child serving a python3-websockets client (asserted found)."""
+    pid = serving_child(server, ws.local_address[1])
+    assert pid, "no httpd child holds the connection from port %d" % (
+        ws.local_address[1])
+    return pid
 
 
 def connect(server, path):
@@ -145,63 +228,122 @@ async def join(server, path):
     return ws, welcome
 
 
+async def await_joins(ws, names, timeout=10, tries=None):
+    """Read until the joins of every name in names have come (in any order:
+    members on different children publish independently), each once; an
+    earlier member's join still on its way may come too. tries maps names
+    to the join_on() tries that put them in: the join of each try and the
+    leave of all but the last, in any order. Anything else fails."""
+    tries = tries or {}
+    want = {n: tries.get(n, 1) for n in names}
+    joins, leaves = {}, {}
+    while any(joins.get(n, 0) < k or leaves.get(n, 0) < k - 1
+              for n, k in want.items()):
+        m = await recv_json(ws, timeout)
+        counts = joins if m["type"] == "join" else leaves
+        assert m["type"] in ("join", "leave"), (m, "while waiting for", want)
+        counts[m["name"]] = counts.get(m["name"], 0) + 1
+        assert joins.get(m["name"], 0) <= tries.get(m["name"], 1), (
+            "join twice", m, joins)
+        assert leaves.get(m["name"], 0) < tries.get(m["name"], 1), (
+            "leave", m, leaves)
+    return list(joins)
+
+
+async def silent(ws, seconds=0.5):
+    """Assert that nothing arrives for a while."""
+    try:
+        m = await asyncio.wait_for(ws.recv(), seconds)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError("expected silence, got %r" % m)
+
+
 def name(i):
     return "c%02d" % i
 
 
 # -------------------------------------------------------------- the room
 
-def test_fifty_clients_one_room(server):
+def test_fifty_clients_across_children(server):
     n, per = 50, 3
 
     async def main():
-        clients = []
+        clients, pids = [], []
         try:
             for i in range(n):
                 ws, welcome = await join(server, "/fanout?name=" + name(i))
                 clients.append(ws)
+                pids.append(child_of(server, ws))
+                # history 0: no history object; no "online" either.
                 assert welcome == {"type": "welcome", "name": name(i),
-                                   "room": "/fanout", "online": i + 1}
-            # history 0: no history object; then its own join and every
-            # later one, in order.
-            for i, ws in enumerate(clients):
-                for k in range(i, n):
-                    got = await recv_json(ws)
-                    assert got == {"type": "join", "name": name(k)}, (i, got)
+                                   "room": "/fanout"}
+                # Let the async driver's children take turns accepting.
+                if i % 5 == 4:
+                    await asyncio.sleep(0.05)
+            children = set(pids)
+            if server.mpm == "prefork":
+                assert len(children) == n, (
+                    "prefork: %d clients on %d children" % (n, len(children)))
+            else:
+                assert len(children) >= 2, (
+                    "all %d clients on one child %r" % (n, children))
 
+            # Each client hears its own join and every later one; an
+            # earlier one still on its way from another child may come
+            # too (after it subscribed), but none twice. Every sender's
+            # messages come in order, each exactly once.
             async def talk(i, ws):
                 for j in range(per):
                     await ws.send("m%d from %s" % (j, name(i)))
 
-            async def listen(ws):
-                return [await recv_json(ws) for _ in range(n * per)]
+            async def listen(i, ws):
+                joins, msgs = [], []
+                while len(msgs) < n * per:
+                    m = await recv_json(ws, timeout=20)
+                    if m["type"] == "join":
+                        joins.append(m["name"])
+                    else:
+                        assert m["type"] == "message", (i, m)
+                        msgs.append(m)
+                # The last join may follow the first messages; all are in
+                # before every message of that joiner.
+                return joins, msgs
 
             results = await asyncio.gather(
-                *[listen(ws) for ws in clients],
+                *[listen(i, ws) for i, ws in enumerate(clients)],
                 *[talk(i, ws) for i, ws in enumerate(clients)])
-            views = results[:n]
-            for got in views:
-                assert all(m["type"] == "message" for m in got), got
-                for i in range(n):
-                    texts = [m["text"] for m in got if m["from"] == name(i)]
-                    assert texts == ["m%d from %s" % (j, name(i))
-                                     for j in range(per)], texts
-            assert all(v == views[0] for v in views), (
-                "clients saw the room's messages in different orders")
+            for i, (joins, msgs) in enumerate(results[:n]):
+                assert len(joins) == len(set(joins)), (i, joins)
+                assert set(joins) >= {name(k) for k in range(i, n)}, (
+                    i, sorted(set(name(k) for k in range(i, n)) - set(joins)))
+                for k in range(n):
+                    texts = [m["text"] for m in msgs if m["from"] == name(k)]
+                    assert texts == ["m%d from %s" % (j, name(k))
+                                     for j in range(per)], (
+                        "client %d (child %d) got from %s (child %d): %r"
+                        % (i, pids[i], name(k), pids[k], texts))
 
             # Ten leave: everyone else hears each leave once.
             for ws in clients[:10]:
                 await ws.close()
                 assert ws.close_code == 1000
-            for ws in clients[10:]:
-                leaves = [await recv_json(ws) for _ in range(10)]
-                assert sorted(m["name"] for m in leaves if
-                              m["type"] == "leave") == [name(i)
-                                                        for i in range(10)]
+            for i, ws in enumerate(clients[10:], 10):
+                joins, leaves = results[i][0], []
+                while len(leaves) < 10:
+                    m = await recv_json(ws)
+                    if m["type"] == "join" and m["name"] not in joins:
+                        joins.append(m["name"])     # a late earlier one
+                        continue
+                    assert m["type"] == "leave", (i, m)
+                    leaves.append(m["name"])
+                assert sorted(leaves) == [name(k) for k in range(10)], (
+                    i, leaves)
+            print("fan-out: %d clients on %d children" % (n, len(children)))
         finally:
             await asyncio.gather(*[ws.close() for ws in clients])
 
-    run_async(main(), timeout=90)
+    run_async(main(), timeout=100)
 
 
 # ----------------------------------------------------------------- names
@@ -248,12 +390,15 @@ def test_names_from_the_query(server):
             await ws.close()
             assert welcome["name"] == expected, (query, welcome)
 
-        # The JSON itself: quotes escaped, non-ASCII as it is, and the
-        # same name in the join notice and the messages.
-        ws = await connect(server, "/names?name=%E2%9C%93%22x%22")
+        # The JSON itself, in a room of its own (the joins and leaves
+        # above may still be on their way to /names): quotes escaped,
+        # non-ASCII as it is, and the same name in the join notice and
+        # the messages.
+        ws = await connect(server, "/names?room=json&name=%E2%9C%93%22x%22")
         try:
             raw = await asyncio.wait_for(ws.recv(), 10)
             assert '"name":"\u2713\\"x\\""' in raw, raw
+            assert json.loads(raw)["room"] == "/names/json", raw
             await recv_json(ws)                          # history
             assert await recv_json(ws) == {"type": "join",
                                            "name": '\u2713"x"'}
@@ -271,16 +416,167 @@ def test_names_from_the_query(server):
     run_async(main())
 
 
+# ----------------------------------------------------------------- rooms
+
+async def join_on(server, path, avoid=(), want=None, tries=30):
+    """join() until the client is on a child not in avoid (and in want,
+    if given); the others are closed, after their join and before their
+    leave. Returns (ws, welcome, pid); join_on.tries says how many it
+    took."""
+    for n in range(1, tries + 1):
+        ws, welcome = await join(server, path)
+        pid = child_of(server, ws)
+        if pid not in avoid and (want is None or pid in want):
+            join_on.tries = n
+            return ws, welcome, pid
+        await ws.close()
+        await asyncio.sleep(0.02)
+    raise AssertionError("%d tries at %s, never on a child outside %r%s"
+                         % (tries, path, set(avoid),
+                            "" if want is None else " in %r" % set(want)))
+
+
+async def children_before_speaking(server, held):
+    """The children running now, once they are on the topic bus and, under
+    prefork, there are idle ones beside the `held` that open clients keep
+    (MinSpareServers): the children that hear what is said next."""
+    deadline = time.monotonic() + 10
+    while (server.mpm == "prefork" and len(server.child_pids()) < held + 2
+           and time.monotonic() < deadline):
+        await asyncio.sleep(0.1)
+    pids = set(server.child_pids())
+    await asyncio.sleep(0.5)
+    return pids
+
+
+async def gather_until(ws, done, timeout=10):
+    """Everything ws receives until done(received) is true."""
+    got = []
+    while not done(got):
+        got.append(await recv_json(ws, timeout))
+    return got
+
+
+def count(got, kind, who):
+    return sum(1 for m in got if m["type"] == kind and m.get("name") == who)
+
+
+def said(got, who, text):
+    return {"type": "message", "from": who, "text": text} in got
+
+
+def test_rooms_from_the_query_string(server):
+    async def main():
+        opened = []
+        try:
+            # a1 and a2 in room a on different children, b in room b, m in
+            # the location's own room, x in room a of another <Location>.
+            a1, w, pa1 = await join_on(server, "/rooms?room=a&name=a1")
+            opened.append(a1)
+            assert w == {"type": "welcome", "name": "a1", "room": "/rooms/a"}
+            # Percent-encoded, still room a.
+            a2, w, pa2 = await join_on(server, "/rooms?name=a2&room=%61",
+                                       avoid={pa1})
+            opened.append(a2)
+            tries = join_on.tries
+            assert w["room"] == "/rooms/a", w
+            others = []
+            for path, room in (("/rooms?room=b&name=b", "/rooms/b"),
+                               ("/rooms?name=m", "/rooms"),
+                               ("/hist?room=a&name=x", "/hist/a")):
+                ws, w = await join(server, path)
+                opened.append(ws)
+                others.append(ws)
+                assert w["room"] == room, w
+            for ws, who in zip(others, ("b", "m", "x")):
+                assert (await recv_json(ws))["type"] == "history"
+                assert await recv_json(ws) == {"type": "join", "name": who}
+            before = await children_before_speaking(server, len(opened))
+
+            await a2.send("to a")
+            # a1 hears a2's tries come (and all but the last go, whichever
+            # child they were on: in any order), and the message.
+            got = await gather_until(a1, lambda g: said(g, "a2", "to a") and
+                                     count(g, "join", "a2") == tries and
+                                     count(g, "leave", "a2") == tries - 1)
+            assert got[0]["type"] == "history", got
+            assert got[1:].count({"type": "join", "name": "a1"}) == 1, got
+            assert len(got) == 1 + 1 + tries + tries - 1 + 1, got
+            # a2: its own join, maybe the last notices of its earlier tries.
+            got = await gather_until(a2, lambda g: said(g, "a2", "to a"))
+            assert got[0]["type"] == "history", got
+            assert count(got, "join", "a2") >= 1, got
+            assert all(m.get("name") == "a2" for m in got[1:-1]), got
+            for ws, who, text in zip(others, ("b", "m", "x"),
+                                     ("to b", "to the lobby", "to hist a")):
+                await ws.send(text)
+                assert await recv_json(ws) == {"type": "message",
+                                               "from": who, "text": text}
+            await asyncio.gather(*[silent(ws) for ws in opened])
+
+            # Each room's history is its own, on any child that ran when
+            # the room spoke.
+            for path, text in (("/rooms?room=a", "to a"),
+                               ("/rooms?room=b", "to b"),
+                               ("/rooms", "to the lobby"),
+                               ("/hist?room=a", "to hist a")):
+                sep = "&" if "?" in path else "?"
+                ws, _, _ = await join_on(server, path + sep + "name=late",
+                                         want=before)
+                hist = await recv_json(ws)
+                await ws.close()
+                assert [h["text"] for h in hist["messages"]] == [text], (
+                    path, hist)
+        finally:
+            await asyncio.gather(*[ws.close() for ws in opened])
+
+    run_async(main())
+
+
+BAD_ROOMS = ["room=", "room=a%20b", "room=a+b", "room=" + "x" * 65,
+             "room=a/b", "room=a%00", "room=caf%C3%A9", "room=%2E%2E%2F",
+             "name=ok&room=a:b"]
+
+
+def test_bad_room_names_are_refused(client):
+    # A room= that is not a room name: 400, before anything is sent.
+    for query in BAD_ROOMS:
+        conn, resp, _ = client.handshake("/rooms?" + query)
+        assert resp.status == 400, (query, resp)
+        conn.close()
+    # The longest and every allowed character; only the first room= counts.
+    for query, room in (("room=" + "x" * 64, "x" * 64),
+                        ("room=A.b-c_9&room=bad%20one", "A.b-c_9")):
+        conn = client.open("/rooms?" + query)
+        welcome = json.loads(conn.recv_message(10)[1])
+        assert welcome["room"] == "/rooms/" + room, welcome
+        conn.close()
+
+
+def test_rooms_outside_the_topic_prefix_refuse(server, client):
+    # WebSocketTopicPrefix /elsewhere: the chat cannot subscribe to
+    # /guarded, refuses with 500 and says why in the error log.
+    conn, resp, _ = client.handshake("/guarded?name=g")
+    assert resp.status == 500, resp
+    conn.close()
+    assert ("chat: /guarded: cannot subscribe to the topic /guarded "
+            "(WebSocketTopicPrefix must allow it") in server.error_log()
+
+
 # ------------------------------------------------------ history, limits
 
-def test_history_for_a_late_joiner(server):
+def test_history_for_a_late_joiner_on_another_child(server):
     async def main():
-        # Someone in another <Location>: another room, hears nothing.
-        other, _ = await join(server, "/limits?name=elsewhere")
+        # Someone in another <Location>'s room of the same name: another
+        # room, hears nothing.
+        other, _ = await join(server, "/limits?room=late&name=else")
         await recv_json(other)                          # history
         await recv_json(other)                          # join
-        a, welcome = await join(server, "/hist?name=ann")
-        assert welcome["online"] == 1
+        a, welcome = await join(server, "/hist?room=late&name=ann")
+        pa = child_of(server, a)
+        before = await children_before_speaking(server, 2)
+        assert welcome == {"type": "welcome", "name": "ann",
+                           "room": "/hist/late"}
         assert await recv_json(a) == {"type": "history", "messages": []}
         assert await recv_json(a) == {"type": "join", "name": "ann"}
         for i in range(8):
@@ -288,19 +584,37 @@ def test_history_for_a_late_joiner(server):
         for i in range(8):
             assert await recv_json(a) == {"type": "message", "from": "ann",
                                           "text": "h%d" % i}
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(other.recv(), 0.3)
+        await silent(other, 0.3)
         await other.close()
-        b, welcome = await join(server, "/hist?name=ben")
-        assert welcome == {"type": "welcome", "name": "ben", "room": "/hist",
-                           "online": 2}
+        # The other children hear the topic on the bus within a moment.
+        await asyncio.sleep(1.0)
+        # ben, on a child that ran while ann spoke (prefork starts more
+        # as clients come), other than ann's, where nobody has been in
+        # this room: what that child kept of the topic is the history.
+        b, welcome, pb = await join_on(server, "/hist?room=late&name=ben",
+                                       avoid={pa}, want=before)
+        tries = join_on.tries
+        assert welcome == {"type": "welcome", "name": "ben",
+                           "room": "/hist/late"}
         assert await recv_json(b) == {"type": "history", "messages": [
             {"type": "message", "from": "ann", "text": "h%d" % i}
-            for i in range(3, 8)]}
+            for i in range(3, 8)]}, (pa, pb)
         assert await recv_json(b) == {"type": "join", "name": "ben"}
-        assert await recv_json(a) == {"type": "join", "name": "ben"}
+        await b.send("from another child")
+        # ann hears every try come and all but the last go, in any order
+        # (they were on different children), and the message; ben, the
+        # message and perhaps the last notices of its earlier tries.
+        got = await gather_until(a, lambda g: (
+            said(g, "ben", "from another child") and
+            count(g, "join", "ben") == tries and
+            count(g, "leave", "ben") == tries - 1))
+        assert len(got) == 2 * tries, got
+        got = await gather_until(b, lambda g: said(g, "ben",
+                                                   "from another child"))
+        assert all(m.get("name") == "ben" for m in got[:-1]), got
         await b.close()
         assert await recv_json(a) == {"type": "leave", "name": "ben"}
+        await silent(a, 0.3)
         await a.close()
 
     run_async(main())
@@ -308,7 +622,7 @@ def test_history_for_a_late_joiner(server):
 
 def test_refused_messages_keep_the_connection(server):
     async def main():
-        ws, _ = await join(server, "/limits?name=lim")
+        ws, _ = await join(server, "/limits?room=refused&name=lim")
         try:
             assert (await recv_json(ws))["type"] == "history"
             assert await recv_json(ws) == {"type": "join", "name": "lim"}
@@ -326,6 +640,26 @@ def test_refused_messages_keep_the_connection(server):
                     continue
                 got = await recv_json(ws)
                 assert got == (answer or {"type": "message", "from": "lim",
+                                          "text": text}), (text, got)
+        finally:
+            await ws.close()
+        assert ws.close_code == 1000
+
+        # WebSocketTopicMessageLimit 100: the object {"type":"message",
+        # "from":"t","text":"..."} is 39 bytes and the text once escaped,
+        # so 61 bytes of text fit and 62 do not, nor 11 control
+        # characters (6 bytes each as \u0001).
+        ws, _ = await join(server, "/tiny?room=refused&name=t")
+        try:
+            assert (await recv_json(ws))["type"] == "history"
+            assert await recv_json(ws) == {"type": "join", "name": "t"}
+            not_sent = {"type": "error", "text": "message not sent"}
+            for text, answer in (("y" * 61, None), ("y" * 62, not_sent),
+                                 ("\x01" * 10, None),
+                                 ("\x01" * 11, not_sent), ("ok", None)):
+                await ws.send(text)
+                got = await recv_json(ws)
+                assert got == (answer or {"type": "message", "from": "t",
                                           "text": text}), (text, got)
         finally:
             await ws.close()
@@ -391,13 +725,10 @@ def test_stalled_client_does_not_stall_the_room(server):
                 ws, _ = await join(server, "/slow?name=f%d" % i)
                 fast.append(ws)
             for i, ws in enumerate(fast):
-                for k in range(i, 3):
-                    assert await recv_json(ws) == {"type": "join",
-                                                   "name": "f%d" % k}
+                await await_joins(ws, ["f%d" % k for k in range(i, 3)])
             stalled_holder.append(open_stalled(server, "/slow?name=stalled"))
             for ws in fast:
-                assert await recv_json(ws) == {"type": "join",
-                                               "name": "stalled"}
+                await await_joins(ws, ["stalled"])
 
             gone = asyncio.Event()
             sent = [0, 0, 0]
@@ -421,6 +752,8 @@ def test_stalled_client_does_not_stall_the_room(server):
                         assert m["name"] == "stalled", m
                         left_at = time.monotonic() - start
                         gone.set()
+                    elif m["type"] == "join":
+                        pass        # an earlier member's, late
                     elif m["type"] == "message" and m["text"] == "end":
                         ends += 1
                     elif m["type"] == "message":
@@ -476,12 +809,13 @@ TAIL = b"\x00\x00\xff\xff"
 
 
 def test_broadcast_to_members_with_mixed_deflate(server):
-    # The chat sends each room message with one mws_send_many(): stored
-    # once, and compressed once per set of deflate parameters. Members with
-    # the shared mode's default parameters, one that asked for a 10-bit
-    # window and one without the extension each get the message,
-    # compressed or not as each agreed; the two with the same parameters
-    # get the same bytes.
+    # The room's message reaches each member through the topic, one shared
+    # copy per process, compressed once per set of deflate parameters in
+    # each. Members with the shared mode's default parameters, one that
+    # asked for a 10-bit window and one without the extension each get
+    # the message, compressed or not as each agreed; the two with the same
+    # parameters get the same bytes (without context takeover, the same
+    # message and parameters compress alike in any process).
     offers = [("a", "permessage-deflate"), ("b", "permessage-deflate"),
               ("c", "permessage-deflate; server_max_window_bits=10"),
               ("d", None)]
@@ -507,15 +841,22 @@ def test_broadcast_to_members_with_mixed_deflate(server):
                 data = zlib.decompressobj(-bits).decompress(data + TAIL)
             return json.loads(data), f.payload
 
-        # Everyone is in once the last one's join reached all.
-        for who, conn, ext in members:
-            while recv(who, conn, ext)[0] != {"type": "join", "name": "d"}:
-                pass
+        # Everyone is in once every later member's join reached it (in
+        # any order, from any child).
+        for i, (who, conn, ext) in enumerate(members):
+            assert recv(who, conn, ext)[0]["type"] == "welcome"
+            want = {w for w, _, _ in members[i:]}
+            while want:
+                m = recv(who, conn, ext)[0]
+                assert m["type"] == "join", (who, m)
+                want.discard(m["name"])
         text = "tick " + "0123456789abcdef" * 200
         members[0][1].send_text(text)
         raw = {}
         for who, conn, ext in members:
             m, raw[who] = recv(who, conn, ext)
+            while m["type"] == "join":      # an earlier one, late
+                m, raw[who] = recv(who, conn, ext)
             assert m == {"type": "message", "from": "a", "text": text}, (
                 who, m)
         assert raw["a"] == raw["b"]
