@@ -324,7 +324,7 @@ start_server() {
         THREADS=$need
         local line=
         (( have_driver )) && line="WebSocketDriver blocking"
-        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "$line")"
+        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "$line" "$PUBSUB")"
         start_apache "$dir"
         ;;
     mws-async|mws-async-dedicated15|mws-async-dedicated10)
@@ -338,7 +338,7 @@ start_server() {
         mws-async-dedicated15) mode=$'\n    WebSocketDeflateMode dedicated 15 8' ;;
         mws-async-dedicated10) mode=$'\n    WebSocketDeflateMode dedicated 10 4' ;;
         esac
-        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "WebSocketDriver async$mode")"
+        apache_conf "$dir" "$PORT" "$THREADS" "$(mws_body "WebSocketDriver async$mode" "$PUBSUB")"
         start_apache "$dir"
         ;;
     mws-pubsub)
@@ -576,6 +576,15 @@ run_one() {   # server scenario rep
     if (( rc != 0 && rc != 2 )); then
         json_status "$server" "$scen" "$rep" failed "ws_load exited with $rc: $(tail -n 2 "$log" | tr '\n' ' ')"
     fi
+    # httpd's error logs (warn and up; both instances of mws-pubsub-redis)
+    # go with the results, as the scratch folder does not stay.
+    local f srvdir=$scratch/srv-$server-$PORT
+    for f in "$srvdir/logs/error.log" "$srvdir"/?/logs/error.log; do
+        [[ -f $f ]] || continue
+        p=${f#"$srvdir"/}
+        p=${p%logs/error.log}
+        cp "$f" "$out/$server.$scen.$rep.${p:+${p%/}.}error.log"
+    done
     stop_server
 }
 

@@ -1687,13 +1687,11 @@ static void pubsub_message(conn_t *c, int opcode, uint64_t len)
         g.ps_negative++;
         t = stamp;
     }
+    fan_last = now_s();
     if (g.measuring) {
-        double ts = now_s();
-
         h_add(&ps_lat, (t - stamp) / 1000u);
         if (!g.deliveries)
-            fan_first = ts;
-        fan_last = ts;
+            fan_first = fan_last;
     }
     g.deliveries++;
 }
