@@ -5,7 +5,8 @@
  *   clock  two tabs 1.5 s apart tick on their own
  *   echo   text and binary round trips, subprotocol echo.v1, a clean
  *          close with code 4000 (ws://)
- *   chat   two names see each other's messages, joins and leaves
+ *   chat   two names see each other's messages, joins and leaves; a
+ *          third in ?room=kitchen hears none of it
  *   wss    the echo check again over TLS (demo/run with TLS_CERT/TLS_KEY,
  *          a throw-away self-signed certificate, Chromium with
  *          --ignore-certificate-errors)
@@ -49,7 +50,7 @@ for (const name of ['clock', 'chat']) {
     if (handlerMissing(name))
         say(`SKIPPING the ${name} test: handlers/${name}/ is not in this tree`);
 }
-say('running: clock (two tabs), echo (ws://), chat (two users), echo (wss://)');
+say('running: clock (two tabs), echo (ws://), chat (two users, two rooms), echo (wss://)');
 
 /* Nothing is skipped for a missing browser: this test fails, and so does
  * every test below, each naming what to install. */
@@ -261,13 +262,15 @@ describe('demo over http', { timeout: SUITE_TIMEOUT_MS }, () => {
 
         const alice = await browser.newPage();
         const bob = await browser.newPage();
-        await shotOnFailure({ 'chat-alice': alice, 'chat-bob': bob }, async () => {
+        const carol = await browser.newPage();
+        await shotOnFailure({ 'chat-alice': alice, 'chat-bob': bob,
+                              'chat-carol': carol }, async () => {
             await alice.goto(`${demo.url}/chat?name=alice`);
             assert.equal(await alice.locator('#name').inputValue(), 'alice');
             await seen(alice, '.notice.join', 'alice joined (you)', 'alice joins');
             assert.equal(await alice.locator('.status code').textContent(),
                          `${demo.url.replace(/^http/, 'ws')}/chat?name=alice`);
-            assert.equal(await who(alice), 'You are alice in /chat, 1 person online.');
+            assert.equal(await who(alice), 'You are alice in /chat.');
             const early = 'anyone here?';
             await alice.locator('#text').fill(early);
             await alice.locator('#text').press('Enter');
@@ -281,8 +284,8 @@ describe('demo over http', { timeout: SUITE_TIMEOUT_MS }, () => {
             await seen(bob, '.notice.join', 'bob joined (you)', 'bob joins');
             await seen(bob, '.history', `alice|${early}`, 'bob gets the history');
             await seen(alice, '.notice.join', 'bob joined', 'alice sees bob join');
-            assert.equal(await who(bob), 'You are bob in /chat, 2 people online.');
-            assert.equal(await who(alice), 'You are alice in /chat, 2 people online.');
+            assert.equal(await who(bob), 'You are bob in /chat.');
+            assert.equal(await who(alice), 'You are alice in /chat.');
 
             /* Markup in a message shows as text. */
             const fromBob = 'hi alice <img src=x onerror=alert(1)> & "quotes"';
@@ -306,13 +309,32 @@ describe('demo over http', { timeout: SUITE_TIMEOUT_MS }, () => {
                         "bob's socket closes");
             assert.match((await lines(bob, '.notice.leave')).pop(),
                          /^You left \/chat \(code 1000\b/);
-            assert.equal(await who(alice), 'You are alice in /chat, 1 person online.');
+            assert.equal(await who(alice), 'You are alice in /chat.');
             await shot(alice, 'chat-alice');
-            for (const page of [alice, bob])
+
+            /* carol in another room of /chat: none of /chat's history,
+             * and alice does not hear her. */
+            await carol.goto(`${demo.url}/chat?name=carol&room=kitchen`);
+            assert.equal(await carol.locator('#room').inputValue(), 'kitchen');
+            await seen(carol, '.notice.join', 'carol joined (you)', 'carol joins');
+            assert.equal(await who(carol), 'You are carol in /chat/kitchen.');
+            assert.equal(await carol.locator('#messages li.history').count(), 0);
+            await carol.locator('#text').fill('in the kitchen');
+            await carol.locator('#text').press('Enter');
+            await seen(carol, '.msg.mine', 'carol|in the kitchen', 'carol hears herself');
+            await alice.locator('#text').fill('still here');
+            await alice.locator('#text').press('Enter');
+            await seen(alice, '.msg.mine', 'alice|still here', 'alice hears herself');
+            assert.deepEqual((await lines(alice, '.notice.join')).filter(
+                (l) => l.includes('carol')), []);
+            assert.deepEqual((await lines(carol, '.msg')).filter(
+                (l) => l.includes('still here')), []);
+            for (const page of [alice, bob, carol])
                 assert.deepEqual(await texts(logItems(page, 'error')), []);
         });
         await alice.close();
         await bob.close();
+        await carol.close();
     });
 
     test('no uncaught page errors (http)', () => {
