@@ -9,6 +9,7 @@
  * of the configuration loads them afresh. It never calls a plugin's
  * connection callbacks; the handler and the drivers do.
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -152,6 +153,40 @@ const char *ws_plugin_host_load(cmd_parms *cmd, const char *path,
     return NULL;
 }
 
+/* Topic messages reach plugins only between the end of every plugin's
+ * process_init and the start of the first process_exit: the bus and the
+ * Redis link run around that. Their threads hold the lock for reading
+ * while they call plugins, and closing takes it for writing, so no
+ * callback is still running when the plugins start to exit. */
+static pthread_rwlock_t taps_lock;
+static int taps_open;
+
+static apr_status_t close_taps(void *data)
+{
+    (void)data;
+    pthread_rwlock_wrlock(&taps_lock);
+    taps_open = 0;
+    pthread_rwlock_unlock(&taps_lock);
+    return APR_SUCCESS;
+}
+
+static void open_taps(apr_pool_t *pchild)
+{
+    pthread_rwlockattr_t attr;
+
+    /* Writer first: a steady stream of messages must not keep the child
+     * from exiting. */
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr,
+        PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&taps_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    taps_open = 1;
+    /* Registered after the plugins' exits, so it runs before them. */
+    apr_pool_cleanup_register(pchild, NULL, close_taps,
+                              apr_pool_cleanup_null);
+}
+
 static apr_status_t plugin_exit_cleanup(void *data)
 {
     const ws_plugin_t *plugin = data;
@@ -188,22 +223,26 @@ int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, WSLOGNO(00102)
                      "plugins ready in this child: %d",
                      registry->in_order->nelts);
+    open_taps(pchild);
     return 0;
 }
 
-/* The list is read-only once the child runs, so threads need no lock. */
+/* The list is read-only once the child runs; the lock only keeps the
+ * plugins' lifetime (see open_taps()). */
 void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
                                   const void *data, size_t len)
 {
     int i;
 
-    if (!registry)
+    if (!registry || !taps_open)
         return;
-    for (i = 0; i < registry->in_order->nelts; i++) {
+    pthread_rwlock_rdlock(&taps_lock);
+    for (i = 0; taps_open && i < registry->in_order->nelts; i++) {
         const ws_plugin_t *plugin =
             APR_ARRAY_IDX(registry->in_order, i, const ws_plugin_t *);
 
         if (plugin->cb.on_topic_message)
             plugin->cb.on_topic_message(topic, type, data, len);
     }
+    pthread_rwlock_unlock(&taps_lock);
 }
