@@ -180,8 +180,9 @@ typedef struct mws_plugin {
      * Called for every topic of every plugin: ignore the ones you do not
      * know. Runs on the publishing thread or on the module's bus thread,
      * with no lock of the module held: be quick, never block, and do not
-     * publish from it. topic is valid until it returns. Since API
-     * version 2.
+     * publish from it (mws_publish() refuses there). Never before every
+     * plugin's process_init has returned, nor once process_exit has
+     * begun. topic is valid until it returns. Since API version 2.
      */
     void (*on_topic_message)(const char *topic, mws_type_e type,
                              const void *data, size_t len);
