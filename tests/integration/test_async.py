@@ -12,8 +12,9 @@ On an httpd older than 2.4.63 (no async driver) they skip, saying so.
 - test_parked_connections_hold_no_thread: 1,000 WebSockets on 2 children
   x 32 worker threads (AsyncRequestWorkerFactor 100); the children's
   thread count, read from /proc while they open and while all are open,
-  stays what it was before (64 workers plus main, listener, reactor and
-  the pusher's thread per child); every WS00022 line says "async driver";
+  stays what it was before (64 workers plus main, listener, reactor, bus
+  and the pusher's thread per child); every WS00022 line says "async
+  driver";
   then every one echoes and closes cleanly.
 - test_broadcast_reaches_parked_connections: 1,000 parked members of a
   `broadcast on` location receive "b 0" .. "b 19" from the pusher plugin's
@@ -127,8 +128,9 @@ Timeout {timeout}
 
 
 # Threads of an event child besides its workers: the main thread, the
-# listener, the module's reactor and the pusher plugin's job thread.
-EXTRA_THREADS_PER_CHILD = 4
+# listener, the module's reactor and topic bus, and the pusher plugin's
+# job thread.
+EXTRA_THREADS_PER_CHILD = 5
 
 
 def httpd_version():

@@ -12,7 +12,7 @@ run.sh's blocking pass changes nothing here) and no test name says
 - test_parked_wss_connections_hold_no_thread: 300 wss connections on one
   child of 8 worker threads; the child's thread count, read from /proc
   while they open and while all are open, stays what it was before (8
-  workers plus main, listener, reactor and the pusher's thread); every
+  workers plus main, listener, reactor, bus and the pusher's thread); every
   WS00022 line says "async driver"; then each echoes and closes with 1000
   and TCP follows.
 - test_broadcast_reaches_parked_wss_connections: 300 parked wss members of
