@@ -36,6 +36,9 @@ block.
   is closed with 1008 when its queue (WebSocketQueueLimit 1M,
   WebSocketQueuePolicy close-1008, which the chat's README asks for) is
   full, then leaves the room.
+- Two servers (event and worker) joined by a redis-server of the test's
+  own: members on each are in one room, see each other join, talk and
+  leave.
 - Members that agreed on permessage-deflate with different parameters (the
   shared mode's default, a 10-bit window) and one without it each get a
   room message, compressed as each agreed; those with the same parameters
@@ -864,3 +867,59 @@ def test_broadcast_to_members_with_mixed_deflate(server):
         assert len(raw["d"]) > len(text)
     finally:
         client.close_all()
+
+
+# ------------------------------------------------- two hosts via Redis
+
+def test_two_servers_share_a_room_through_redis():
+    """Two httpd instances (event and worker, each its own 'host'), one
+    redis-server: alice on one and bob on the other are in the same room,
+    see each other join, and get each other's messages."""
+    from test_topics import Redis
+    redis = Redis()
+    redis.start()
+    conf = ("WebSocketRedis redis://127.0.0.1:%d\n" % redis.port
+            + THREE_CHILDREN)
+    servers = []
+    try:
+        for mpm in ("event", "worker"):
+            servers.append(make_server(mpm, False, extra=chat_locations(),
+                                       server_config=conf,
+                                       name="chat-redis-" + mpm))
+        for srv in servers:
+            # Each of the three children logs its link coming up.
+            deadline = time.monotonic() + 15
+            while (srv.error_log().count("WS00110") < 3
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            assert srv.error_log().count("WS00110") >= 3, srv.variant
+        a, b = servers
+
+        async def main():
+            alice, _ = await join(a, "/rooms?name=alice&room=hosts")
+            assert (await recv_json(alice))["type"] == "history"
+            await await_joins(alice, ["alice"])
+            bob, welcome = await join(b, "/rooms?name=bob&room=hosts")
+            assert welcome["room"] == "/rooms/hosts"
+            assert (await recv_json(bob))["type"] == "history"
+            await await_joins(bob, ["bob"])
+            await await_joins(alice, ["bob"])
+            await alice.send("hello from a")
+            await bob.send("hello from b")
+            for ws in (alice, bob):
+                got = [await recv_json(ws) for _ in range(2)]
+                texts = sorted((m["from"], m["text"]) for m in got
+                               if m["type"] == "message")
+                assert texts == [("alice", "hello from a"),
+                                 ("bob", "hello from b")], got
+            await alice.close()
+            left = await recv_json(bob)
+            assert left == {"type": "leave", "name": "alice"}, left
+            await bob.close()
+
+        run_async(main(), timeout=60)
+    finally:
+        for srv in servers:
+            srv.stop()
+            srv.cleanup(keep=KEEP)
+        redis.cleanup()
