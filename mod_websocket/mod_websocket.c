@@ -33,12 +33,17 @@ static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 
 /* Threaded MPMs call this while workers still run their connections, so
  * every WebSocket hears 1001 at once; prefork only signals, and its driver
- * notices on its own (ws_driver_child_stopping()). */
+ * notices on its own (ws_driver_child_stopping()). After a graceful
+ * restart with WebSocketRestartGrace the connections stay: the drivers
+ * close them when the grace ends. An ungraceful stop or restart does not
+ * wait for anyone. */
 static void ws_child_stopping(apr_pool_t *pchild, int graceful)
 {
+    const char *reason = "server shutting down";
+
     (void)pchild;
-    (void)graceful;
-    ws_conn_close_all(WS_CLOSE_GOING_AWAY, "server shutting down");
+    if (!graceful || ws_driver_child_stopping(&reason))
+        ws_conn_close_all(WS_CLOSE_GOING_AWAY, reason);
 }
 
 static void ws_register_hooks(apr_pool_t *p)

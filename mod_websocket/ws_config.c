@@ -620,6 +620,17 @@ const ws_global_conf_t *ws_config_global(void)
     return global ? global : &global_defaults;
 }
 
+/* The settings being read, made on the first server-wide directive. */
+static ws_global_conf_t *global_for(cmd_parms *cmd)
+{
+    if (!global) {
+        global = apr_pcalloc(cmd->pool, sizeof(*global));
+        apr_pool_cleanup_register(cmd->pool, NULL, global_cleanup,
+                                  apr_pool_cleanup_null);
+    }
+    return global;
+}
+
 /* WebSocketRedis url [ca=file] [prefix=channel-prefix] */
 static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
                                 char *const argv[])
@@ -639,12 +650,7 @@ static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
     if (ws_redis_parse_url(argv[0], &parsed, why, sizeof(why)))
         return apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, why);
     ws_redis_config_free(&parsed);
-    if (!global) {
-        global = apr_pcalloc(cmd->pool, sizeof(*global));
-        apr_pool_cleanup_register(cmd->pool, NULL, global_cleanup,
-                                  apr_pool_cleanup_null);
-    }
-    global->redis_url = argv[0];
+    global_for(cmd)->redis_url = argv[0];
     for (i = 1; i < argc; i++) {
         if (!strncasecmp(argv[i], "ca=", 3) && argv[i][3])
             global->redis_ca_file = ap_server_root_relative(cmd->pool,
@@ -657,6 +663,26 @@ static const char *ws_cmd_redis(cmd_parms *cmd, void *dconf, int argc,
                                 "prefix=channel-prefix (at most %d bytes)",
                                 cmd->cmd->name, argv[i], WS_REDIS_MAX_PREFIX);
     }
+    return NULL;
+}
+
+/* WebSocketRestartGrace time|off. Only the main server's: the children
+ * that keep their WebSockets are the whole server's. */
+static const char *ws_cmd_restart_grace(cmd_parms *cmd, void *dconf,
+                                        const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t value = 0;
+    const char *why;
+
+    (void)dconf;
+    if (err)
+        return err;
+    if (strcasecmp(arg, "off") && (why = parse_time(arg, &value)))
+        return apr_psprintf(cmd->pool, "%s: '%s' %s (use a positive whole "
+                            "number with an optional unit ms, s, min or h, "
+                            "or off)", cmd->cmd->name, arg, why);
+    global_for(cmd)->restart_grace = value;
     return NULL;
 }
 
@@ -732,6 +758,10 @@ const command_rec ws_config_cmds[] = {
                       "redis:// or rediss:// URL of the Redis that joins "
                       "this server's topics with other hosts', then "
                       "optionally ca=file and prefix=channel-prefix"),
+    AP_INIT_TAKE1("WebSocketRestartGrace", ws_cmd_restart_grace, NULL,
+                  RSRC_CONF, "how long the old children keep their "
+                  "WebSockets open after a graceful restart (default unit "
+                  "s), or off"),
     { 0 }
 };
 

@@ -114,6 +114,10 @@ typedef struct ws_global_conf {
     const char *redis_url;        /* WebSocketRedis, or NULL */
     const char *redis_ca_file;    /* its ca=, or NULL */
     const char *redis_prefix;     /* its prefix=, or NULL for the default */
+    apr_interval_time_t restart_grace; /* WebSocketRestartGrace: how long an
+                                     old generation's child keeps its
+                                     WebSockets after a graceful restart;
+                                     0 (off) closes them at once */
 } ws_global_conf_t;
 
 /* Exported despite -fvisibility=hidden: httpd finds the module by name. */

@@ -68,8 +68,12 @@ void ws_driver_async_child_init(apr_pool_t *pchild, server_rec *s);
 /* The async driver's connection hooks. */
 void ws_driver_async_register_hooks(void);
 
-/* 1 if this child is winding down (graceful restart or stop), so open
- * WebSockets should be closed with 1001. */
-int ws_driver_child_stopping(void);
+/* 1 if this child's open WebSockets should be closed with 1001 now, with
+ * *reason the close reason to send: the child stops (a graceful stop, or
+ * httpd retiring it), or a graceful restart made it part of the old
+ * generation and WebSocketRestartGrace is off or has run out (or the new
+ * generation has gone: see the grace in ws_driver_blocking.c). Otherwise 0.
+ * Once 1, it stays 1. Any thread; cheap while the child runs normally. */
+int ws_driver_child_stopping(const char **reason);
 
 #endif /* WS_DRIVER_H */

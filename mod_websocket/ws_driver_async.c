@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -369,7 +370,8 @@ static void *reactor_main(void *arg)
 {
     struct epoll_event ev[64];
     apr_time_t now, next_tick = apr_time_now() + REACTOR_TICK;
-    int n, i;
+    const char *reason;
+    int n, i, closed_all = 0;
 
     (void)arg;
     while (!reactor_stop) {
@@ -387,6 +389,14 @@ static void *reactor_main(void *arg)
             reactor_writable(ev[i].data.ptr);
         now = apr_time_now();
         if (now >= next_tick) {
+            /* Parked connections wait for the MPM, not for us: when an
+             * old child's restart grace ends, this is where they hear
+             * it (a stop without a grace reaches them through the
+             * child_stopping hook at once). */
+            if (!closed_all && ws_driver_child_stopping(&reason)) {
+                closed_all = 1;
+                ws_conn_close_all(WS_CLOSE_GOING_AWAY, reason);
+            }
             ws_conn_for_each(reactor_visit, &now);
             next_tick = now + REACTOR_TICK;
         }
@@ -582,6 +592,7 @@ static int ws_async_process_connection(conn_rec *c)
                                                 &websocket_module);
     ws_conn_t *wc;
     int pending, stopping;
+    const char *reason;
     int64_t next;
 
     if (!a || a->finished)
@@ -597,11 +608,11 @@ static int ws_async_process_connection(conn_rec *c)
     pending = a->c->data_in_output_filters && pump_output(a);
     if (!pending)
         read_input(a);
-    stopping = ws_driver_child_stopping();
+    stopping = ws_driver_child_stopping(&reason);
     pthread_mutex_lock(&wc->lock);
     if (stopping)
-        ws_engine_close(wc->engine, WS_CLOSE_GOING_AWAY,
-                        "server shutting down", 20, apr_time_now());
+        ws_engine_close(wc->engine, WS_CLOSE_GOING_AWAY, reason,
+                        strlen(reason), apr_time_now());
     next = ws_engine_tick(wc->engine, apr_time_now());
     pthread_mutex_unlock(&wc->lock);
     __atomic_store_n(&a->next_deadline, next, __ATOMIC_RELAXED);
