@@ -36,6 +36,8 @@ block.
   is closed with 1008 when its queue (WebSocketQueueLimit 1M,
   WebSocketQueuePolicy close-1008, which the chat's README asks for) is
   full, then leaves the room.
+- With WebSocketRestartGrace (prefork, event), a member who joined before
+  a graceful restart talks with one who joined after, on a new child.
 - Two servers (event and worker) joined by a redis-server of the test's
   own: members on each are in one room, see each other join, talk and
   leave.
@@ -923,3 +925,50 @@ def test_two_servers_share_a_room_through_redis():
             srv.stop()
             srv.cleanup(keep=KEEP)
         redis.cleanup()
+
+
+# ------------------------------------------------------ graceful restart
+
+@pytest.mark.parametrize("mpm", ["prefork", "event"])
+def test_a_room_spans_a_graceful_restart(mpm):
+    """With WebSocketRestartGrace, a member who joined before `apachectl
+    graceful` stays on the old generation's child and talks with one who
+    joined a child of the new generation."""
+    conf = "WebSocketRestartGrace 30s\n" + (PREFORK if mpm == "prefork"
+                                             else THREE_CHILDREN)
+    srv = make_server(mpm, False, extra=chat_locations(), server_config=conf,
+                      name="chat-restart-" + mpm)
+    try:
+        async def before():
+            alice, _ = await join(srv, "/rooms?name=alice&room=restart")
+            assert (await recv_json(alice))["type"] == "history"
+            await await_joins(alice, ["alice"])
+            return alice
+
+        async def after(alice):
+            bob, _ = await join(srv, "/rooms?name=bob&room=restart")
+            assert (await recv_json(bob))["type"] == "history"
+            await await_joins(bob, ["bob"])
+            await await_joins(alice, ["bob"])
+            await alice.send("from the old generation")
+            await bob.send("from the new one")
+            for ws in (alice, bob):
+                got = [await recv_json(ws) for _ in range(2)]
+                assert sorted(m["text"] for m in got) == \
+                    ["from the new one", "from the old generation"], got
+            await bob.close()
+            await alice.close()
+
+        async def main():
+            alice = await before()
+            old = set(srv.child_pids())
+            await asyncio.get_running_loop().run_in_executor(
+                None, srv.graceful)
+            await after(alice)
+            return old
+
+        old = run_async(main(), timeout=90)
+        assert old, "no children before the restart"
+    finally:
+        srv.stop()
+        srv.cleanup(keep=KEEP)
