@@ -17,7 +17,7 @@
  * Topics are a small in-process table, as one httpd child would have them:
  * a name is 1 to 200 characters 0x21-0x7e that starts with one of the
  * connection's prefixes (its location, /sample, unless the script says
- * otherwise), at most 256 per connection, dropped after on_close returns.
+ * otherwise), at most 256 per connection, dropped before on_close runs.
  * mws_publish() calls the plugin's on_topic_message and then queues the
  * message on every subscribed connection, on the publishing thread, as
  * mod_websocket does.
@@ -437,7 +437,7 @@ static int subscribed_locked(const fconn_t *c, const char *topic)
     return -1;
 }
 
-/* The end of a connection (after on_close): its subscriptions go. */
+/* The end of a connection (before on_close): its subscriptions go. */
 static void unsubscribe_all(fconn_t *c)
 {
     pthread_mutex_lock(&lock);
@@ -767,12 +767,12 @@ int main(int argc, char **argv)
             pthread_mutex_lock(&lock);
             c->ended = 1;
             pthread_mutex_unlock(&lock);
+            unsubscribe_all(c);
             if (p->on_close) {
                 current = c;
                 p->on_close(&c->pub, (uint16_t)atoi(cmd + used), "", 1);
                 current = NULL;
             }
-            unsubscribe_all(c);
             pthread_mutex_lock(&lock);
             c->live = 0;
             pthread_mutex_unlock(&lock);
