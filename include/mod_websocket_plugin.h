@@ -178,11 +178,14 @@ typedef struct mws_plugin {
      * subscribed connections get it, whether or not any are here. For
      * what a plugin keeps per topic, such as a room's recent messages.
      * Called for every topic of every plugin: ignore the ones you do not
-     * know. Runs on the publishing thread or on the module's bus thread,
-     * with no lock of the module held: be quick, never block, and do not
-     * publish from it (mws_publish() refuses there). Never before every
-     * plugin's process_init has returned, nor once process_exit has
-     * begun. topic is valid until it returns. Since API version 2.
+     * know. Runs on the publishing thread (which may be inside another
+     * callback, holding that connection's locks) or on the module's bus
+     * or Redis thread: be quick, never block, never wait for a lock that
+     * a thread sending to a connection may hold, and do not publish from
+     * it (mws_publish() refuses there). Never before every plugin's
+     * process_init has returned; a child's exit waits for running calls
+     * (up to a second) before process_exit. topic is valid until it
+     * returns. Since API version 2.
      */
     void (*on_topic_message)(const char *topic, mws_type_e type,
                              const void *data, size_t len);
@@ -275,8 +278,11 @@ static inline int mws_unsubscribe(mws_conn_t *conn, const char *topic)
  * text is not checked: it must be UTF-8. Since API version 2.
  * @return 0 when it was accepted (whether or not anyone is subscribed),
  *         or -1 when the type or the name is not valid, the prefix is not
- *         allowed, data is over WebSocketTopicMessageLimit, or memory or
- *         the bus's queue ran out
+ *         allowed, data is over WebSocketTopicMessageLimit, or the bus
+ *         refused it (its queue is full, or memory ran out); memory that
+ *         runs out while delivering in this process, or a Redis link that
+ *         cannot keep up, loses the message for those subscribers only,
+ *         as a full outgoing queue does
  */
 static inline int mws_publish(mws_conn_t *conn, const char *topic,
                               mws_type_e type, const void *data, size_t len)

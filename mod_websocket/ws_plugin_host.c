@@ -9,7 +9,6 @@
  * of the configuration loads them afresh. It never calls a plugin's
  * connection callbacks; the handler and the drivers do.
  */
-#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -155,33 +154,32 @@ const char *ws_plugin_host_load(cmd_parms *cmd, const char *path,
 
 /* Topic messages reach plugins only between the end of every plugin's
  * process_init and the start of the first process_exit: the bus and the
- * Redis link run around that. Their threads hold the lock for reading
- * while they call plugins, and closing takes it for writing, so no
- * callback is still running when the plugins start to exit. */
-static pthread_rwlock_t taps_lock;
-static int taps_open;
+ * Redis link run around that. A thread that calls plugins counts itself
+ * in taps_busy first; closing clears taps_open and waits for the count to
+ * drop, so no callback is still running when the plugins start to exit.
+ * No lock: prefork runs the closing from its SIGTERM handler, which may
+ * have interrupted a callback on the same thread; the wait is therefore
+ * bounded, and that callback never resumes anyway. */
+#define TAPS_WAIT_MS 1000
+
+static int taps_open;           /* atomic */
+static unsigned int taps_busy;  /* atomic */
 
 static apr_status_t close_taps(void *data)
 {
+    int ms;
+
     (void)data;
-    pthread_rwlock_wrlock(&taps_lock);
-    taps_open = 0;
-    pthread_rwlock_unlock(&taps_lock);
+    __atomic_store_n(&taps_open, 0, __ATOMIC_SEQ_CST);
+    for (ms = 0; ms < TAPS_WAIT_MS
+                 && __atomic_load_n(&taps_busy, __ATOMIC_SEQ_CST); ms++)
+        apr_sleep(apr_time_from_msec(1));
     return APR_SUCCESS;
 }
 
 static void open_taps(apr_pool_t *pchild)
 {
-    pthread_rwlockattr_t attr;
-
-    /* Writer first: a steady stream of messages must not keep the child
-     * from exiting. */
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr,
-        PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&taps_lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
-    taps_open = 1;
+    __atomic_store_n(&taps_open, 1, __ATOMIC_SEQ_CST);
     /* Registered after the plugins' exits, so it runs before them. */
     apr_pool_cleanup_register(pchild, NULL, close_taps,
                               apr_pool_cleanup_null);
@@ -227,22 +225,23 @@ int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s)
     return 0;
 }
 
-/* The list is read-only once the child runs; the lock only keeps the
- * plugins' lifetime (see open_taps()). */
+/* The list is read-only once the child runs; taps_busy only keeps the
+ * plugins' lifetime (see close_taps()). */
 void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
                                   const void *data, size_t len)
 {
     int i;
 
-    if (!registry || !taps_open)
+    if (!registry)
         return;
-    pthread_rwlock_rdlock(&taps_lock);
-    for (i = 0; taps_open && i < registry->in_order->nelts; i++) {
+    __atomic_add_fetch(&taps_busy, 1, __ATOMIC_SEQ_CST);
+    for (i = 0; __atomic_load_n(&taps_open, __ATOMIC_SEQ_CST)
+                && i < registry->in_order->nelts; i++) {
         const ws_plugin_t *plugin =
             APR_ARRAY_IDX(registry->in_order, i, const ws_plugin_t *);
 
         if (plugin->cb.on_topic_message)
             plugin->cb.on_topic_message(topic, type, data, len);
     }
-    pthread_rwlock_unlock(&taps_lock);
+    __atomic_sub_fetch(&taps_busy, 1, __ATOMIC_SEQ_CST);
 }

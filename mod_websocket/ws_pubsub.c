@@ -50,10 +50,17 @@ static const char *bus_dir;
 /* This server's origin on Redis (see above), set in post_config. */
 static uint8_t origin[WS_REDIS_ORIGIN];
 
-/* This child's, from child_init until pchild goes. */
+/* This child's, from child_init until pchild goes. Publishers count
+ * themselves in links_busy while they use the bus and the link, and
+ * child_exit() closes them only once links_open is cleared and the count
+ * has dropped (see there). */
 static ws_topics_t *topics;
 static ws_bus_t *bus;
 static ws_redis_t *redis;
+static int links_open;              /* atomic */
+static unsigned int links_busy;     /* atomic */
+
+#define LINKS_WAIT_MS 1000
 
 /* ---- delivery ---- */
 
@@ -165,10 +172,17 @@ int ws_pubsub_publish(mws_conn_t *h, const char *topic, mws_type_e type,
      * than only this process's subscribers. Redis refuses only when it
      * cannot keep up, which its counters show; the hosts beyond it then
      * miss the message, as with Redis pub/sub itself. */
-    if (bus && ws_bus_publish(bus, topic, tlen, (uint8_t)type, data, len))
-        return -1;
-    if (redis)
-        ws_redis_publish(redis, topic, tlen, (uint8_t)type, data, len);
+    __atomic_add_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&links_open, __ATOMIC_SEQ_CST)) {
+        if (bus && ws_bus_publish(bus, topic, tlen, (uint8_t)type, data,
+                                  len)) {
+            __atomic_sub_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
+            return -1;
+        }
+        if (redis)
+            ws_redis_publish(redis, topic, tlen, (uint8_t)type, data, len);
+    }
+    __atomic_sub_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
     deliver_local(topic, (uint8_t)type, data, len);
     return 0;
 }
@@ -287,11 +301,25 @@ static void open_redis(const ws_global_conf_t *g, server_rec *s)
     ws_redis_config_free(&cfg);
 }
 
+/* Publishers still inside the bus or the link (a reactor's on_drain, a
+ * plugin thread not joined) are waited for, a bounded while: prefork runs
+ * this from its SIGTERM handler, which may have interrupted a publish on
+ * this very thread, and then the bus and the link are left to the
+ * process's exit rather than closed under it (a dead socket file is
+ * removed by the other children or the next start). The registry itself
+ * stays: a connection still finishing on another thread may yet drop its
+ * subscriptions. */
 static apr_status_t child_exit(void *data)
 {
+    int ms;
+
     (void)data;
-    /* The registry itself stays: a connection still finishing on another
-     * thread of a stopping child may yet drop its subscriptions. */
+    __atomic_store_n(&links_open, 0, __ATOMIC_SEQ_CST);
+    for (ms = 0; ms < LINKS_WAIT_MS
+                 && __atomic_load_n(&links_busy, __ATOMIC_SEQ_CST); ms++)
+        apr_sleep(apr_time_from_msec(1));
+    if (__atomic_load_n(&links_busy, __ATOMIC_SEQ_CST))
+        return APR_SUCCESS;
     ws_redis_close(redis);
     redis = NULL;
     ws_bus_close(bus);
@@ -316,6 +344,7 @@ void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s)
                      "child's subscribers", bus_dir, err);
     if (ws_config_global()->redis_url)
         open_redis(ws_config_global(), s);
+    __atomic_store_n(&links_open, 1, __ATOMIC_SEQ_CST);
     apr_pool_cleanup_register(pchild, NULL, child_exit,
                               apr_pool_cleanup_null);
 }
