@@ -1,6 +1,7 @@
 /* test_util.h: what every unit test shares: a seeded PRNG for random
  * splits (seed printed, fixed unless WS_TEST_SEED is set), strings placed
- * against an unreadable page, and the Check runner's main(). */
+ * against an unreadable page, a monotonic clock and a bounded wait for the
+ * tests that run threads or processes, and the Check runner's main(). */
 #ifndef WS_TEST_UTIL_H
 #define WS_TEST_UTIL_H
 
@@ -10,9 +11,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WS_TEST_DEFAULT_SEED 20261123u
+
+static inline int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Evaluates cond every millisecond until it holds or ms have passed;
+ * yields whether it held. */
+#define WAIT_UNTIL(cond, ms) ({                                 \
+        int64_t until_ = now_ms() + (ms);                       \
+        int ok_;                                                \
+        while (!(ok_ = (cond)) && now_ms() < until_)            \
+            usleep(1000);                                       \
+        ok_; })
 
 static uint64_t test_rng_state;
 

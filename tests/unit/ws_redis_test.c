@@ -28,31 +28,6 @@
 #define WAIT_MS      10000
 #define TOPIC        "chat/room1"
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Evaluates cond every millisecond until it holds or ms have passed;
- * yields whether it held. */
-#define WAIT_UNTIL(cond, ms) ({                                 \
-        int64_t until_ = now_ms() + (ms);                       \
-        int ok_;                                                \
-        while (!(ok_ = (cond)) && now_ms() < until_)            \
-            usleep(1000);                                       \
-        ok_; })
-
 /* ---- URLs ---- */
 
 static const struct {
