@@ -88,7 +88,7 @@ static mws_send_result_e send_to(ws_conn_t *wc, ws_msg_t *msg,
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
-    if (nudge && wc->async)
+    if (nudge)
         ws_driver_async_kick(wc);
     switch (r) {
     case WS_SEND_QUEUED:
@@ -182,7 +182,7 @@ static int api_close(mws_conn_t *h, uint16_t code, const char *reason)
             wc->wake(wc->wake_ctx);
     }
     pthread_mutex_unlock(&wc->lock);
-    if (nudge && wc->async)
+    if (nudge)
         ws_driver_async_kick(wc);
     return rc;
 }

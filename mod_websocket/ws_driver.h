@@ -57,8 +57,9 @@ int ws_driver_async_possible(request_rec *r, const ws_dir_conf_t *conf,
  * driver's process_connection hook. Memory from c->pool. */
 apr_status_t ws_driver_async_start(ws_conn_t *wc);
 
-/* Another thread queued output or a close on an async connection: write it
- * now if nobody else holds the connection, without blocking. */
+/* Another thread queued output or a close: on an async connection, write
+ * it now if nobody else holds the connection, without blocking (with the
+ * blocking driver, its thread does). */
 void ws_driver_async_kick(ws_conn_t *wc);
 
 /* In a new child: start the async driver's timer thread where the MPM can

@@ -270,7 +270,11 @@ static void service_parked_locked(ws_driver_async_t *a)
 
 void ws_driver_async_kick(ws_conn_t *wc)
 {
-    ws_driver_async_t *a = wc->async;
+    /* Paired with the release in ws_driver_async_start(). */
+    ws_driver_async_t *a = __atomic_load_n(&wc->async, __ATOMIC_ACQUIRE);
+
+    if (!a)
+        return;
 
     /* Whoever holds the lock looks at the output again after releasing
      * it, so giving up here loses nothing. */
@@ -305,7 +309,7 @@ static void call_drain_locked(ws_driver_async_t *a)
 
 static void reactor_visit(ws_conn_t *wc, void *arg)
 {
-    ws_driver_async_t *a = wc->async;
+    ws_driver_async_t *a = __atomic_load_n(&wc->async, __ATOMIC_ACQUIRE);
     apr_time_t now = *(apr_time_t *)arg;
     int trim, again = 0;
 
@@ -544,7 +548,6 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
         ws_engine_set_ping_interval(wc->engine, timeout / 2);
     a->next_deadline = ws_engine_next_deadline(wc->engine);
     pthread_mutex_unlock(&wc->lock);
-    wc->async = a;
     wc->r = NULL;               /* the request ends with the handler */
     /* The connection's allocator keeps what the request and the reads
      * free (up to MaxMemFree, 2 MB by default) for as long as the
@@ -569,6 +572,8 @@ apr_status_t ws_driver_async_start(ws_conn_t *wc)
     c->keepalive = AP_CONN_KEEPALIVE;
     c->cs->sense = CONN_SENSE_DEFAULT;
     c->clogging_input_filters = 1;
+    /* Last: a plugin thread's send may find a from now on. */
+    __atomic_store_n(&wc->async, a, __ATOMIC_RELEASE);
     return APR_SUCCESS;
 }
 
