@@ -692,13 +692,19 @@ def test_parked_connections_hold_no_thread(parked, capsys):
     swarm = Swarm(srv, "/echo")
     try:
         t0 = time.monotonic()
-        swarm.open(N_PARKED, timeout=60, between=sample)
+        # Fewer handshakes at a time than the threads: if parked
+        # connections held threads, the child would run out of them.
+        swarm.open(N_PARKED, timeout=60, max_inflight=PARKED_WORKERS // 4,
+                   between=sample)
         t_open = time.monotonic() - t0
         # Let every connection settle into the MPM, sampling meanwhile.
         for _ in range(10):
             swarm.pump(0.05)
             sample()
         during = thread_counts(srv.child_pids())
+        # Before the echo burst, which may keep every thread busy at
+        # once on a loaded machine (and httpd would say so).
+        opening_log = srv.error_log_since(offset)
         assert swarm.n_open == N_PARKED
         assert all(not c.eof for c in swarm.conns), swarm.summary()
         t0 = time.monotonic()
@@ -725,7 +731,9 @@ def test_parked_connections_hold_no_thread(parked, capsys):
         "the children ran %d threads with %d WebSockets open (limit %d)"
         % (peak["threads"], N_PARKED, limit))
     assert sum(during.values()) == sum(base.values()), (base, during)
-    assert "MaxRequestWorkers" not in srv.error_log_since(offset)
+    # AH00484, no idle thread at all (not AH10159, fewer idle than
+    # MinSpareThreads, which one handshake in progress can cause).
+    assert "reached MaxRequestWorkers" not in opening_log
 
 
 def test_broadcast_reaches_parked_connections(parked, capsys):

@@ -599,13 +599,19 @@ def test_parked_wss_connections_hold_no_thread(servers, capsys):
     swarm = TlsSwarm(srv, "/echo")
     try:
         t0 = time.monotonic()
-        swarm.open(N_PARKED, timeout=45, between=sample)
+        # Fewer handshakes at a time than the threads: if parked
+        # connections held threads, the child would run out of them.
+        swarm.open(N_PARKED, timeout=45, max_inflight=PARKED_THREADS // 2,
+                   between=sample)
         t_open = time.monotonic() - t0
         # Let every connection settle into the MPM, sampling meanwhile.
         for _ in range(10):
             swarm.pump(0.05)
             sample()
         during = thread_counts(srv.child_pids())
+        # Before the echo burst, which may keep every thread busy at
+        # once on a loaded machine (and httpd would say so).
+        opening_log = srv.error_log_since(offset)
         assert swarm.n_open == N_PARKED, swarm.summary()
         assert all(not c.eof for c in swarm.conns), swarm.summary()
         t0 = time.monotonic()
@@ -633,7 +639,9 @@ def test_parked_wss_connections_hold_no_thread(servers, capsys):
         "the child ran %d threads with %d wss connections open (%d before)"
         % (peak["threads"], N_PARKED, sum(base.values())))
     assert sum(during.values()) == sum(base.values()), (base, during)
-    assert "MaxRequestWorkers" not in srv.error_log_since(offset)
+    # AH00484, no idle thread at all (not AH10159, fewer idle than
+    # MinSpareThreads, which one handshake in progress can cause).
+    assert "reached MaxRequestWorkers" not in opening_log
 
 
 # ================================================ 2: broadcast
