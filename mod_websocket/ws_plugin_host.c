@@ -18,6 +18,7 @@
 #include "httpd.h"
 #include "http_log.h"
 
+#include "ws_gate.h"
 #include "ws_log.h"
 #include "ws_plugin_host.h"
 
@@ -154,32 +155,23 @@ const char *ws_plugin_host_load(cmd_parms *cmd, const char *path,
 
 /* Topic messages reach plugins only between the end of every plugin's
  * process_init and the start of the first process_exit: the bus and the
- * Redis link run around that. A thread that calls plugins counts itself
- * in taps_busy first; closing clears taps_open and waits for the count to
- * drop, so no callback is still running when the plugins start to exit.
- * No lock: prefork runs the closing from its SIGTERM handler, which may
- * have interrupted a callback on the same thread; the wait is therefore
- * bounded, and that callback never resumes anyway. */
+ * Redis link run around that. A thread that calls plugins passes the
+ * taps gate; closing it waits for them (a bounded while, see ws_gate.h),
+ * so no callback is still running when the plugins start to exit. */
 #define TAPS_WAIT_MS 1000
 
-static int taps_open;           /* atomic */
-static unsigned int taps_busy;  /* atomic */
+static ws_gate_t taps;
 
 static apr_status_t close_taps(void *data)
 {
-    int ms;
-
     (void)data;
-    __atomic_store_n(&taps_open, 0, __ATOMIC_SEQ_CST);
-    for (ms = 0; ms < TAPS_WAIT_MS
-                 && __atomic_load_n(&taps_busy, __ATOMIC_SEQ_CST); ms++)
-        apr_sleep(apr_time_from_msec(1));
+    ws_gate_close(&taps, TAPS_WAIT_MS);
     return APR_SUCCESS;
 }
 
 static void open_taps(apr_pool_t *pchild)
 {
-    __atomic_store_n(&taps_open, 1, __ATOMIC_SEQ_CST);
+    ws_gate_open(&taps);
     /* Registered after the plugins' exits, so it runs before them. */
     apr_pool_cleanup_register(pchild, NULL, close_taps,
                               apr_pool_cleanup_null);
@@ -225,7 +217,7 @@ int ws_plugin_host_child_init(apr_pool_t *pchild, server_rec *s)
     return 0;
 }
 
-/* The list is read-only once the child runs; taps_busy only keeps the
+/* The list is read-only once the child runs; the gate only keeps the
  * plugins' lifetime (see close_taps()). */
 void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
                                   const void *data, size_t len)
@@ -234,14 +226,14 @@ void ws_plugin_host_topic_message(const char *topic, mws_type_e type,
 
     if (!registry)
         return;
-    __atomic_add_fetch(&taps_busy, 1, __ATOMIC_SEQ_CST);
-    for (i = 0; __atomic_load_n(&taps_open, __ATOMIC_SEQ_CST)
-                && i < registry->in_order->nelts; i++) {
+    ws_gate_enter(&taps);
+    for (i = 0; ws_gate_is_open(&taps) && i < registry->in_order->nelts;
+         i++) {
         const ws_plugin_t *plugin =
             APR_ARRAY_IDX(registry->in_order, i, const ws_plugin_t *);
 
         if (plugin->cb.on_topic_message)
             plugin->cb.on_topic_message(topic, type, data, len);
     }
-    __atomic_sub_fetch(&taps_busy, 1, __ATOMIC_SEQ_CST);
+    ws_gate_leave(&taps);
 }

@@ -32,6 +32,7 @@
 #include "ws_bus.h"
 #include "ws_config.h"
 #include "ws_conn.h"
+#include "ws_gate.h"
 #include "ws_log.h"
 #include "ws_msg.h"
 #include "ws_plugin_host.h"
@@ -50,15 +51,13 @@ static const char *bus_dir;
 /* This server's origin on Redis (see above), set in post_config. */
 static uint8_t origin[WS_REDIS_ORIGIN];
 
-/* This child's, from child_init until pchild goes. Publishers count
- * themselves in links_busy while they use the bus and the link, and
- * child_exit() closes them only once links_open is cleared and the count
- * has dropped (see there). */
+/* This child's, from child_init until pchild goes. Publishers pass the
+ * links gate to use the bus and the link, and child_exit() closes them
+ * only once the gate is closed and nobody is inside (see there). */
 static ws_topics_t *topics;
 static ws_bus_t *bus;
 static ws_redis_t *redis;
-static int links_open;              /* atomic */
-static unsigned int links_busy;     /* atomic */
+static ws_gate_t links;
 
 #define LINKS_WAIT_MS 1000
 
@@ -172,17 +171,16 @@ int ws_pubsub_publish(mws_conn_t *h, const char *topic, mws_type_e type,
      * than only this process's subscribers. Redis refuses only when it
      * cannot keep up, which its counters show; the hosts beyond it then
      * miss the message, as with Redis pub/sub itself. */
-    __atomic_add_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&links_open, __ATOMIC_SEQ_CST)) {
+    if (ws_gate_enter(&links)) {
         if (bus && ws_bus_publish(bus, topic, tlen, (uint8_t)type, data,
                                   len)) {
-            __atomic_sub_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
+            ws_gate_leave(&links);
             return -1;
         }
         if (redis)
             ws_redis_publish(redis, topic, tlen, (uint8_t)type, data, len);
     }
-    __atomic_sub_fetch(&links_busy, 1, __ATOMIC_SEQ_CST);
+    ws_gate_leave(&links);
     deliver_local(topic, (uint8_t)type, data, len);
     return 0;
 }
@@ -311,14 +309,8 @@ static void open_redis(const ws_global_conf_t *g, server_rec *s)
  * subscriptions. */
 static apr_status_t child_exit(void *data)
 {
-    int ms;
-
     (void)data;
-    __atomic_store_n(&links_open, 0, __ATOMIC_SEQ_CST);
-    for (ms = 0; ms < LINKS_WAIT_MS
-                 && __atomic_load_n(&links_busy, __ATOMIC_SEQ_CST); ms++)
-        apr_sleep(apr_time_from_msec(1));
-    if (__atomic_load_n(&links_busy, __ATOMIC_SEQ_CST))
+    if (!ws_gate_close(&links, LINKS_WAIT_MS))
         return APR_SUCCESS;
     ws_redis_close(redis);
     redis = NULL;
@@ -344,7 +336,7 @@ void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s)
                      "child's subscribers", bus_dir, err);
     if (ws_config_global()->redis_url)
         open_redis(ws_config_global(), s);
-    __atomic_store_n(&links_open, 1, __ATOMIC_SEQ_CST);
+    ws_gate_open(&links);
     apr_pool_cleanup_register(pchild, NULL, child_exit,
                               apr_pool_cleanup_null);
 }
