@@ -73,8 +73,8 @@ void ws_driver_async_register_hooks(void);
  * *reason the close reason to send: the child stops (a graceful stop, or
  * httpd retiring it), or a graceful restart made it part of the old
  * generation and WebSocketRestartGrace is off or has run out (or the new
- * generation has gone: see the grace in ws_driver_blocking.c). Otherwise 0.
- * Once 1, it stays 1. Any thread; cheap while the child runs normally. */
+ * generation has gone). Otherwise 0. Once 1, it stays 1. Any thread;
+ * cheap while the child runs normally. In ws_child_stopping.c. */
 int ws_driver_child_stopping(const char **reason);
 
 #endif /* WS_DRIVER_H */
